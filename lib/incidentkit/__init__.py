@@ -1,0 +1,44 @@
+"""incidentkit: investigate the users_primary_workspace_id_workspaces_id_fk incident on PostgreSQL.
+
+The package root re-exports the public API; notebooks and the CLI call these.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .config import Timeouts
+from .connection import Database
+from .diagnosis import CheckResult, Diagnosis, check, diagnose
+from .exceptions import (
+    ConfigError,
+    ConnectionFailed,
+    EmbeddedServerError,
+    IncidentKitError,
+    LogReadError,
+    QueryFailed,
+    ReportFailed,
+    SchemaMismatch,
+    UnsafeTarget,
+)
+from .schema import SchemaMap
+
+__all__ = [
+    "__version__",
+    "CheckResult",
+    "ConfigError",
+    "ConnectionFailed",
+    "Database",
+    "Diagnosis",
+    "EmbeddedServerError",
+    "IncidentKitError",
+    "LogReadError",
+    "QueryFailed",
+    "ReportFailed",
+    "SchemaMap",
+    "SchemaMismatch",
+    "Timeouts",
+    "UnsafeTarget",
+    "check",
+    "diagnose",
+]

@@ -1,0 +1,220 @@
+"""The schema mapping: logical entities -> real, schema-qualified tables and columns.
+
+Defaults are the reference schema (``sql/reference_schema.sql``). A TOML file given with
+``--schema-map FILE``, or a ``[tool.incidentkit.schema]`` table in ``pyproject.toml`` in the
+working directory, overrides any part of it::
+
+    [users]
+    table = "app.accounts"
+    id = "did"
+    primary_workspace_id = "home_workspace"
+
+    [workspaces]
+    table = "app.teams"
+    deleted_at = "archived_at"     # a soft-delete column, optional
+
+    [deletions]
+    source = "soft_delete"         # "audit" (default), "soft_delete" or "none"
+
+Identifiers are always quoted with :func:`quote_ident`; nothing from the mapping is ever
+pasted into SQL unquoted.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigError, SchemaMismatch
+
+ENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "users": ("id", "primary_workspace_id", "created_at"),
+    "workspaces": ("id", "created_at"),
+    "memberships": ("id", "workspace_id", "user_id", "is_primary", "joined_at"),
+    "audit": ("schema_name", "table_name", "action", "row_data", "at", "transaction_id"),
+}
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"workspaces": ("deleted_at",)}
+DELETION_SOURCES = ("audit", "soft_delete", "none")
+
+
+def quote_ident(name: str) -> str:
+    """A quoted identifier: ``users`` -> ``"users"``; embedded quotes doubled."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ConfigError(f"not a valid identifier: {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def split_qualified(name: str) -> tuple[str, str]:
+    """``"audit.logged_actions"`` -> ``("audit", "logged_actions")``; no schema -> ``public``."""
+    parts = [p.strip() for p in name.split(".")]
+    if len(parts) == 1:
+        return "public", parts[0]
+    if len(parts) == 2 and all(parts):
+        return parts[0], parts[1]
+    raise ConfigError(f"not a table name (schema.table): {name!r}")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One mapped table: its qualified name and its logical -> physical columns."""
+
+    entity: str
+    schema: str
+    name: str
+    columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def sql(self) -> str:
+        """The quoted, schema-qualified name for SQL."""
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+    def col(self, logical: str) -> str:
+        """The quoted physical column for a logical one."""
+        try:
+            return quote_ident(self.columns[logical])
+        except KeyError:
+            raise ConfigError(f"the mapping of {self.entity} has no column {logical!r}") from None
+
+    def has(self, logical: str) -> bool:
+        return bool(self.columns.get(logical))
+
+
+_DEFAULTS: dict[str, dict[str, str]] = {
+    "users": {"table": "public.users", "id": "privy_did", "primary_workspace_id": "primary_workspace_id",
+              "created_at": "created_at"},
+    "workspaces": {"table": "public.workspaces", "id": "id", "created_at": "created_at", "deleted_at": ""},
+    "memberships": {"table": "public.workspace_members", "id": "id", "workspace_id": "workspace_id",
+                    "user_id": "user_id", "is_primary": "is_primary", "joined_at": "joined_at"},
+    "audit": {"table": "audit.logged_actions", "schema_name": "schema_name", "table_name": "table_name",
+              "action": "action", "row_data": "row_data", "at": "action_tstamp_clk",
+              "transaction_id": "transaction_id"},
+}
+
+
+@dataclass(frozen=True)
+class SchemaMap:
+    """Where the users, workspaces, memberships and the deletion source are."""
+
+    users: Table
+    workspaces: Table
+    memberships: Table
+    audit: Table
+    deletion_source: str = "audit"  # "audit" | "soft_delete" | "none"
+    origin: str = "reference schema (default)"
+
+    @classmethod
+    def default(cls) -> "SchemaMap":
+        return cls.from_dict({})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], origin: str = "reference schema (default)") -> "SchemaMap":
+        if not isinstance(data, dict):
+            raise ConfigError("the schema mapping must be a TOML table")
+        unknown = set(data) - {"users", "workspaces", "memberships", "deletions", "audit"}
+        if unknown:
+            raise ConfigError(f"unknown section(s) in the schema mapping: {', '.join(sorted(unknown))}")
+        deletions = dict(data.get("deletions") or {})
+        source = deletions.pop("source", None)
+        audit_over = {**(data.get("audit") or {}), **deletions}
+        tables = {}
+        for entity in ("users", "workspaces", "memberships", "audit"):
+            over = audit_over if entity == "audit" else (data.get(entity) or {})
+            if not isinstance(over, dict):
+                raise ConfigError(f"[{entity}] in the schema mapping must be a table")
+            allowed = {"table", *ENTITY_COLUMNS[entity], *OPTIONAL_COLUMNS.get(entity, ())}
+            bad = set(over) - allowed
+            if bad:
+                raise ConfigError(f"unknown key(s) in [{entity if entity != 'audit' else 'deletions'}]: "
+                                  f"{', '.join(sorted(bad))} (allowed: {', '.join(sorted(allowed))})")
+            merged = {**_DEFAULTS[entity], **{k: str(v) for k, v in over.items()}}
+            schema, name = split_qualified(merged.pop("table"))
+            tables[entity] = Table(entity, schema, name, merged)
+        if source is None:
+            source = "soft_delete" if tables["workspaces"].has("deleted_at") else "audit"
+        if source not in DELETION_SOURCES:
+            raise ConfigError(f"[deletions] source must be one of {', '.join(DELETION_SOURCES)} (got {source!r})")
+        if source == "soft_delete" and not tables["workspaces"].has("deleted_at"):
+            raise ConfigError("[deletions] source = \"soft_delete\" needs [workspaces] deleted_at = \"<column>\"")
+        return cls(tables["users"], tables["workspaces"], tables["memberships"], tables["audit"], source, origin)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "SchemaMap":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"schema map not found: {path}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read schema map {path}: {e.__class__.__name__}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"schema map {path} is not valid TOML: {e}") from None
+        if path.name == "pyproject.toml":
+            data = data.get("tool", {}).get("incidentkit", {}).get("schema", {})
+        return cls.from_dict(data, origin=str(path))
+
+    @classmethod
+    def load(cls, schema_map: str | Path | None = None, cwd: str | Path = ".") -> "SchemaMap":
+        """``--schema-map FILE`` if given, else ``[tool.incidentkit.schema]`` in ./pyproject.toml, else defaults."""
+        if schema_map:
+            return cls.from_toml(schema_map)
+        pyproject = Path(cwd) / "pyproject.toml"
+        if pyproject.is_file():
+            try:
+                data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                return cls.default()
+            section = data.get("tool", {}).get("incidentkit", {}).get("schema")
+            if section:
+                return cls.from_dict(section, origin=f"{pyproject} [tool.incidentkit.schema]")
+        return cls.default()
+
+    def with_deletion_source(self, source: str) -> "SchemaMap":
+        return replace(self, deletion_source=source)
+
+    @property
+    def tables(self) -> list[Table]:
+        out = [self.users, self.workspaces, self.memberships]
+        if self.deletion_source == "audit":
+            out.append(self.audit)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """The mapping as plain data, for reports."""
+        return {
+            "origin": self.origin,
+            "deletion_source": self.deletion_source,
+            **{t.entity: {"table": t.qualified, **{k: v for k, v in t.columns.items() if v}} for t in self.tables},
+        }
+
+    def missing(self, reader) -> list[str]:
+        """Every mapped table or column the database lacks (empty when the mapping fits)."""
+        from . import queries
+
+        wanted = []
+        for t in self.tables:
+            for logical, col in t.columns.items():
+                if col:
+                    wanted.append((t.schema, t.name, col))
+        found = queries.existing_columns(reader, [(t.schema, t.name) for t in self.tables])
+        problems: list[str] = []
+        for t in self.tables:
+            if (t.schema, t.name) not in found:
+                problems.append(f"table {t.qualified} ({t.entity})")
+                continue
+            for logical, col in t.columns.items():
+                if col and col not in found[(t.schema, t.name)]:
+                    problems.append(f"column {t.qualified}.{col} ({t.entity}.{logical})")
+        return problems
+
+    def check(self, reader) -> None:
+        """Raise :class:`SchemaMismatch` naming everything missing, in one message."""
+        problems = self.missing(reader)
+        if problems:
+            raise SchemaMismatch(f"{reader.db.describe()} does not match the schema mapping ({self.origin}): "
+                                 f"missing {'; '.join(problems)}")
