@@ -22,6 +22,7 @@ from .exceptions import (
     UnsafeTarget,
 )
 from .schema import SchemaMap
+from . import notebook  # noqa: E402  (cell helpers: ik.notebook.connect, .header, .table)
 
 __all__ = [
     "__version__",
@@ -41,4 +42,5 @@ __all__ = [
     "UnsafeTarget",
     "check",
     "diagnose",
+    "notebook",
 ]

@@ -60,7 +60,7 @@ class Database:
         try:
             parsed = make_url(raw)
         except (ArgumentError, ValueError):
-            raise ConfigError("the database URL is malformed (expected postgresql://user:password@host:port/dbname)") from None
+            raise ConfigError("the database URL is malformed (expected postgresql://host:port/dbname, with user and password before the host)") from None
         if parsed.password:
             self._secrets.append(str(parsed.password))
         try:

@@ -106,6 +106,29 @@ class Diagnosis:
                                                  columns=["membership_id", "user_id", "workspace_id"]),
         }
 
+    def conclusion_markdown(self) -> str:
+        """What the figures mean, in sentences built from this diagnosis only."""
+        fk = next((f for f in self.foreign_keys if f["references_table"].split(".")[-1] ==
+                   self.schema.get("workspaces", {}).get("table", "workspaces").split(".")[-1]
+                   and f["table"].split(".")[-1] == self.schema.get("users", {}).get("table", "users").split(".")[-1]),
+                  None)
+        parts = [f"In `{self.database}` at {self.snapshot_at:%Y-%m-%d %H:%M:%S} UTC there are "
+                 f"{self.total_users:,} users, {self.total_workspaces:,} workspaces and "
+                 f"{self.total_memberships:,} memberships."]
+        if self.clean:
+            parts.append("No user lacks a primary workspace or points at a missing one, and no membership is "
+                         "orphaned: **the data is clean**. A failure on the users' foreign key therefore did not "
+                         "come from rows stored here; it happened inside a transaction that rolled back, which is "
+                         "what the timelines and the race lab examine.")
+        else:
+            found = ", ".join(f"{v:,} {PROBLEM_FIGURES[k]}" for k, v in self.problems().items())
+            parts.append(f"**The data is not clean**: {found}. The samples below list the offending keys.")
+        if fk is not None:
+            state = "validated" if fk["validated"] else "NOT VALID (existing rows were never checked)"
+            parts.append(f"The users' primary workspace is guarded by `{fk['name']}` (ON DELETE {fk['on_delete']}, "
+                         f"{state}).")
+        return " ".join(parts)
+
     def summary_lines(self) -> list[str]:
         """A one-screen text summary (the CLI's table)."""
         width = max(len(LABELS[k]) for k in FIGURES)

@@ -335,11 +335,10 @@ class EmbeddedServer:
         return self.data_dir / "log"
 
 
-def default_server() -> EmbeddedServer:
+def default_server(fast_unsafe: bool = False) -> EmbeddedServer:
     """The kit's own server, in the cache directory, for the demo and interactive use."""
-    probe = find_bin_dir()
-    major = server_version(probe)
-    return EmbeddedServer(config.cache_dir() / f"pg{major}")
+    major = server_version(find_bin_dir())
+    return EmbeddedServer(config.cache_dir() / f"pg{major}", fast_unsafe=fast_unsafe)
 
 
 def ensure_server() -> EmbeddedServer:

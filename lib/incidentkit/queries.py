@@ -141,3 +141,242 @@ def server_facts(reader) -> dict[str, Any]:
         " current_setting('transaction_read_only') as read_only,"
         " current_setting('statement_timeout') as statement_timeout"
     )
+
+
+# -- timelines and verdicts --
+#
+# The reads behind incidentkit.timeline and incidentkit.verdicts. Each takes the ids it needs
+# (a user's, a workspace's, or the distinct ids of many log failures at once) and touches only
+# those rows. Audit rows are matched on the mapped table's schema and *physical* name, and
+# ``row_data ->> %(key)s`` binds the *physical* column name: with psycopg's unnamed statements
+# PostgreSQL plans with the bound values, so the reference schema's expression index on
+# ``(row_data ->> 'id')`` serves these predicates.
+#
+# Index use on the reference schema (the scale issue measures it):
+#
+# * workspaces by id, users by id, memberships by user_id / workspace_id: primary keys and the
+#   two membership indexes.
+# * audit rows of given workspaces or memberships: ``logged_actions_row_id_idx``.
+# * the memberships a workspace deletion cascaded: ``logged_actions_table_action_idx`` on
+#   (table_name, action, action_tstamp_clk), a range of +/- ``span`` around the deletion, then
+#   the transaction id (no index of its own).
+# * :func:`audit_membership_inserts` and :func:`audit_user_rows` can only use the
+#   (table_name, action) prefix of ``logged_actions_table_action_idx``: they read every audit
+#   row of memberships inserted (or of users) and filter on ``row_data ->> 'user_id'`` /
+#   ``'workspace_id'`` / ``'privy_did'``. The reference schema has no index for that; at scale
+#   they want ``create index on audit.logged_actions ((row_data ->> 'user_id')) where
+#   table_name = 'workspace_members'`` (and likewise ``'workspace_id'``, and ``'privy_did'``
+#   where ``table_name = 'users'``).
+
+#: Array casts for id lists, by the column's type (anything else is compared as text).
+_ARRAY_CASTS = {
+    "uuid": "uuid[]",
+    "text": "text[]",
+    "character varying": "text[]",
+    "bigint": "bigint[]",
+    "integer": "integer[]",
+}
+
+
+def id_column_types(reader, m: SchemaMap) -> dict[str, str]:
+    """The SQL type of each id-like column (``"workspaces.id"`` -> ``"uuid"``...), from the catalog."""
+    wanted = [
+        ("users", m.users, "id"),
+        ("users", m.users, "primary_workspace_id"),
+        ("workspaces", m.workspaces, "id"),
+        ("memberships", m.memberships, "id"),
+        ("memberships", m.memberships, "workspace_id"),
+        ("memberships", m.memberships, "user_id"),
+    ]
+    rows = reader.all(
+        """
+        select t.k, format_type(a.atttypid, a.atttypmod) as type
+        from unnest(%(keys)s::text[], %(schemas)s::text[], %(tables)s::text[], %(cols)s::text[])
+             as t(k, s, n, c)
+        join pg_namespace ns on ns.nspname = t.s
+        join pg_class cl on cl.relnamespace = ns.oid and cl.relname = t.n
+        join pg_attribute a on a.attrelid = cl.oid and a.attname = t.c and not a.attisdropped
+        """,
+        {
+            "keys": [f"{e}.{c}" for e, _, c in wanted],
+            "schemas": [t.schema for _, t, _ in wanted],
+            "tables": [t.name for _, t, _ in wanted],
+            "cols": [t.columns[c] for _, t, c in wanted],
+        },
+    )
+    return {r["k"]: r["type"] for r in rows}
+
+
+def _match_any(column_sql: str, param: str, sql_type: str | None) -> str:
+    """``col = any(%(param)s::<type>[])``, index-friendly for the known id types."""
+    cast = _ARRAY_CASTS.get(sql_type or "")
+    if cast:
+        return f"{column_sql} = any(%({param})s::{cast})"
+    return f"{column_sql}::text = any(%({param})s::text[])"
+
+
+def current_workspaces(reader, m: SchemaMap, ids: list[str], types: dict[str, str]) -> list[dict[str, Any]]:
+    """The workspaces among ``ids`` that have a row now (with ``deleted_at`` when soft-deleting)."""
+    if not ids:
+        return []
+    w = m.workspaces
+    soft = m.deletion_source == "soft_delete" and w.has("deleted_at")
+    deleted = f"x.{w.col('deleted_at')}" if soft else "null::timestamptz"
+    return reader.all(
+        f"""
+        select x.{w.col('id')}::text as id, x.{w.col('created_at')} as created_at, {deleted} as deleted_at
+        from {w.sql} x
+        where {_match_any(f"x.{w.col('id')}", 'ids', types.get('workspaces.id'))}
+        """,
+        {"ids": list(ids)},
+    )
+
+
+def current_memberships(reader, m: SchemaMap, *, user_ids: list[str], workspace_ids: list[str],
+                        types: dict[str, str]) -> list[dict[str, Any]]:
+    """Memberships now of the given users, and in the given workspaces (one indexed read each)."""
+    ms = m.memberships
+    cols = (f"x.{ms.col('id')}::text as id, x.{ms.col('workspace_id')}::text as workspace_id,"
+            f" x.{ms.col('user_id')}::text as user_id, x.{ms.col('is_primary')} as is_primary,"
+            f" x.{ms.col('joined_at')} as joined_at")
+    parts, params = [], {}
+    if user_ids:
+        parts.append(f"select {cols} from {ms.sql} x where "
+                     + _match_any(f"x.{ms.col('user_id')}", "uids", types.get("memberships.user_id")))
+        params["uids"] = list(user_ids)
+    if workspace_ids:
+        parts.append(f"select {cols} from {ms.sql} x where "
+                     + _match_any(f"x.{ms.col('workspace_id')}", "wids", types.get("memberships.workspace_id")))
+        params["wids"] = list(workspace_ids)
+    if not parts:
+        return []
+    return reader.all("\nunion\n".join(parts), params)
+
+
+def current_users(reader, m: SchemaMap, ids: list[str], types: dict[str, str]) -> list[dict[str, Any]]:
+    """The users among ``ids`` that have a row now."""
+    if not ids:
+        return []
+    u = m.users
+    return reader.all(
+        f"""
+        select x.{u.col('id')}::text as id, x.{u.col('primary_workspace_id')}::text as primary_workspace_id,
+               x.{u.col('created_at')} as created_at
+        from {u.sql} x
+        where {_match_any(f"x.{u.col('id')}", 'ids', types.get('users.id'))}
+        """,
+        {"ids": list(ids)},
+    )
+
+
+def _audit_cols(a) -> str:
+    return (f"a.{a.col('action')}::text as action, a.{a.col('at')} as at,"
+            f" a.{a.col('transaction_id')} as transaction_id, a.{a.col('row_data')} as row_data")
+
+
+def audit_rows_by_id(reader, m: SchemaMap, entity: str, ids: list[str]) -> list[dict[str, Any]]:
+    """Every audit row (I, U, D) of the ``entity`` rows (``workspaces``/``memberships``) whose id is in ``ids``.
+
+    Uses the expression index on ``(row_data ->> 'id')`` when the entity's id column is ``id``.
+    """
+    if not ids:
+        return []
+    a, t = m.audit, getattr(m, entity)
+    return reader.all(
+        f"""
+        select {_audit_cols(a)}
+        from {a.sql} a
+        where a.{a.col('row_data')} ->> %(key)s = any(%(ids)s::text[])
+          and a.{a.col('table_name')} = %(table)s and a.{a.col('schema_name')} = %(schema)s
+        order by 2, 3
+        """,
+        {"key": t.columns["id"], "ids": [str(i) for i in ids], "table": t.name, "schema": t.schema},
+    )
+
+
+def audit_cascade_rows(reader, m: SchemaMap, deletions: list[tuple[int, Any]], span_seconds: float
+                       ) -> list[dict[str, Any]]:
+    """The membership rows deleted by the given audit transactions ``(transaction_id, at)``.
+
+    An ``ON DELETE CASCADE`` removes the memberships in the same statement as their workspace,
+    so their rows lie within ``span_seconds`` of the workspace's: an index range on
+    (table_name, action, at) per deletion, then the transaction id.
+    """
+    if not deletions:
+        return []
+    a, ms = m.audit, m.memberships
+    return reader.all(
+        f"""
+        select {_audit_cols(a)}
+        from unnest(%(txs)s::bigint[], %(ats)s::timestamptz[]) as d(tx, at)
+        join {a.sql} a
+          on a.{a.col('table_name')} = %(table)s and a.{a.col('action')} = 'D'
+         and a.{a.col('at')} between d.at - make_interval(secs => %(span)s)
+                                 and d.at + make_interval(secs => %(span)s)
+         and a.{a.col('transaction_id')} = d.tx
+        where a.{a.col('schema_name')} = %(schema)s
+        order by 2, 3
+        """,
+        {"txs": [int(tx) for tx, _ in deletions], "ats": [at for _, at in deletions], "span": float(span_seconds),
+         "table": ms.name, "schema": ms.schema},
+    )
+
+
+def audit_membership_inserts(reader, m: SchemaMap, *, user_ids: list[str], workspace_ids: list[str]
+                             ) -> list[dict[str, Any]]:
+    """Audit ``I`` rows of memberships of the given users or in the given workspaces.
+
+    Finds memberships that no longer exist (and were not removed by a workspace's cascade).
+    NEEDS AN INDEX AT SCALE: only the (table_name, action) prefix of the reference schema's
+    index applies; see the note at the top of this section.
+    """
+    if not user_ids and not workspace_ids:
+        return []
+    a, ms = m.audit, m.memberships
+    rd = f"a.{a.col('row_data')}"
+    return reader.all(
+        f"""
+        select {_audit_cols(a)}
+        from {a.sql} a
+        where a.{a.col('table_name')} = %(table)s and a.{a.col('action')} = 'I'
+          and a.{a.col('schema_name')} = %(schema)s
+          and ({rd} ->> %(ukey)s = any(%(uids)s::text[]) or {rd} ->> %(wkey)s = any(%(wids)s::text[]))
+        order by 2, 3
+        """,
+        {"table": ms.name, "schema": ms.schema, "ukey": ms.columns["user_id"], "wkey": ms.columns["workspace_id"],
+         "uids": list(user_ids), "wids": list(workspace_ids)},
+    )
+
+
+def audit_user_rows(reader, m: SchemaMap, user_ids: list[str]) -> list[dict[str, Any]]:
+    """Every audit row (I, U, D) of the given users.
+
+    NEEDS AN INDEX AT SCALE: the users' key is ``row_data ->> 'privy_did'``, not ``'id'``, so
+    only the table_name prefix of the reference schema's index applies (see above).
+    """
+    if not user_ids:
+        return []
+    a, u = m.audit, m.users
+    return reader.all(
+        f"""
+        select {_audit_cols(a)}
+        from {a.sql} a
+        where a.{a.col('table_name')} = %(table)s and a.{a.col('schema_name')} = %(schema)s
+          and a.{a.col('row_data')} ->> %(key)s = any(%(ids)s::text[])
+        order by 2, 3
+        """,
+        {"table": u.name, "schema": u.schema, "key": u.columns["id"], "ids": list(user_ids)},
+    )
+
+
+def audit_first_workspace_insert(reader, m: SchemaMap):
+    """When the audit log's earliest recorded workspace creation happened (None when it has none)."""
+    a, w = m.audit, m.workspaces
+    return reader.scalar(
+        f"""
+        select min(a.{a.col('at')}) as first_at from {a.sql} a
+        where a.{a.col('table_name')} = %(table)s and a.{a.col('action')} = 'I'
+          and a.{a.col('schema_name')} = %(schema)s
+        """,
+        {"table": w.name, "schema": w.schema},
+    )

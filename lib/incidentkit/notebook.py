@@ -1,0 +1,96 @@
+"""Helpers for the notebooks' cells: connect from parameters, show a report header, show frames.
+
+Notebooks stay thin: each cell calls one of these (or another library function) and shows
+the result. Parameters never hold a secret: ``database_url_env`` is the *name* of the
+environment variable that holds the URL; empty means the embedded demo database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from . import __version__
+from .connection import Database
+from .schema import SchemaMap
+
+
+def connect(database_url_env: str = "", schema_map: str = "") -> Database:
+    """The database a notebook reads: ``$<database_url_env>``, or the demo when empty."""
+    _inline_figures()
+    schema = SchemaMap.load(schema_map or None)
+    if database_url_env:
+        return Database.from_env(database_url_env, schema=schema)
+    return Database.demo(schema=schema)
+
+
+def _inline_figures() -> None:
+    """Figures inline in the notebook (and so in the reports), whatever MPLBACKEND says."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        shell.run_line_magic("matplotlib", "inline")
+
+
+def header(db: Database, parameters: dict[str, Any] | None = None, snapshot_at: datetime | None = None):
+    """A Markdown block stating the database (host/dbname), snapshot time, parameters and kit version."""
+    from IPython.display import Markdown
+
+    when = (snapshot_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    lines = [
+        "| | |",
+        "|---|---|",
+        f"| Database | `{db.describe()}` |",
+        f"| Snapshot | {when.strftime('%Y-%m-%d %H:%M:%S UTC')} |",
+        f"| Schema mapping | {db.schema.origin} |",
+        f"| incidentkit | {__version__} |",
+    ]
+    for key, value in (parameters or {}).items():
+        lines.append(f"| Parameter `{key}` | `{_show(value)}` |")
+    return Markdown("\n".join(lines))
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return (text or "''").replace("|", "\\|")
+
+
+def table(frame, caption: str | None = None):
+    """A DataFrame as a Markdown pipe table (renders in Jupyter, in HTML and in the .md report)."""
+    from IPython.display import Markdown
+
+    body = frame_to_markdown(frame)
+    return Markdown((f"**{caption}**\n\n" if caption else "") + body)
+
+
+def frame_to_markdown(frame) -> str:
+    """A pipe table without the tabulate dependency; cells escaped for Markdown."""
+    if frame is None or len(frame.columns) == 0:
+        return "_(no columns)_"
+    cols = [str(c) for c in frame.columns]
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    if len(frame) == 0:
+        return "\n".join(out + ["", "_(no rows)_"])
+    for row in frame.itertuples(index=False):
+        out.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def conclusion(diagnosis):
+    """A Markdown paragraph that reads the diagnosis: clean, or what offends and how much."""
+    from IPython.display import Markdown
+
+    return Markdown(diagnosis.conclusion_markdown())

@@ -1,0 +1,57 @@
+"""The embedded server: initialised once, reused, started on demand, stopped cleanly."""
+
+from __future__ import annotations
+
+import psycopg
+
+from incidentkit import embedded
+
+
+def test_server_lifecycle_and_reuse(tmp_path):
+    data = tmp_path / "cluster"
+    first = embedded.EmbeddedServer(data, fast_unsafe=True).start()
+    try:
+        assert first.started_here and first.is_running()
+        port = first.port
+        # A second handle (another process would do the same) finds the running server.
+        second = embedded.EmbeddedServer(data).start()
+        assert second.port == port and not second.started_here
+        with psycopg.connect(second.url()) as conn:
+            assert conn.execute("select current_setting('server_version_num')::int >= 130000").fetchone()[0]
+            assert conn.execute("show listen_addresses").fetchone()[0] == "127.0.0.1"
+        assert first.stop() is True
+        assert not first.is_running()
+        assert first.stop() is False
+        # Started again on demand, the data directory is reused (no new initdb) and the port kept.
+        (data / "reuse-marker").write_text("x")
+        again = embedded.EmbeddedServer(data).start()
+        assert again.started_here and again.port == port and (data / "reuse-marker").exists()
+    finally:
+        embedded.EmbeddedServer(data).stop()
+
+
+def test_server_writes_the_log_formats_the_kit_reads(pg_server):
+    with psycopg.connect(pg_server.url()) as conn:
+        assert conn.execute("show log_parameter_max_length_on_error").fetchone()[0] == "-1"
+        dest = conn.execute("show log_destination").fetchone()[0]
+    assert "csvlog" in dest and "stderr" in dest
+    if pg_server.major >= 15:
+        assert "jsonlog" in dest
+
+
+def test_other_roles_need_their_password(pg_server):
+    with pg_server.admin() as conn:
+        conn.execute("drop role if exists ik_pw_test")
+        conn.execute("create role ik_pw_test login password 'right-one'")
+    try:
+        with psycopg.connect(pg_server.url(user="ik_pw_test", password="right-one")) as conn:
+            assert conn.execute("select current_user").fetchone()[0] == "ik_pw_test"
+        try:
+            psycopg.connect(pg_server.url(user="ik_pw_test", password="wrong"))
+        except psycopg.OperationalError as e:
+            assert "password authentication failed" in str(e)
+        else:
+            raise AssertionError("a wrong password was accepted")
+    finally:
+        with pg_server.admin() as conn:
+            conn.execute("drop role if exists ik_pw_test")
