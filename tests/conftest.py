@@ -86,3 +86,110 @@ def broken_db(fresh_db):
                      "('aaaaaaaa-0000-4000-8000-000000000002', '44444444-4444-4444-8444-444444444444', 'did:privy:x'),"
                      "('aaaaaaaa-0000-4000-8000-000000000003', '44444444-4444-4444-8444-444444444444', 'did:privy:y')")
     return fresh_db
+
+
+class PgBouncer:
+    """A real PgBouncer in transaction mode in front of the session's embedded server."""
+
+    def __init__(self, workdir, server, users: dict[str, str]):
+        import shutil
+        import socket
+        import subprocess
+        import time
+
+        from incidentkit.embedded import SERVER_USER, _ensure_system_user
+
+        exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+        if not os.path.exists(exe):
+            pytest.fail("pgbouncer is not installed (.ci/run installs Debian's pgbouncer package)")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "userlist.txt").write_text("".join(f'"{u}" "{p}"\n' for u, p in users.items()))
+        (workdir / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host=127.0.0.1 port={server.port}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
+            "unix_socket_dir =\n"
+            "auth_type = scram-sha-256\n"
+            f"auth_file = {workdir / 'userlist.txt'}\n"
+            "pool_mode = transaction\n"
+            "max_client_conn = 100\ndefault_pool_size = 10\n"
+            f"logfile = {workdir / 'pgbouncer.log'}\n"
+            f"pidfile = {workdir / 'pgbouncer.pid'}\n"
+            "admin_users = postgres\n"
+        )
+        cmd = [exe, str(workdir / "pgbouncer.ini")]
+        user = _ensure_system_user()
+        if user:
+            os.chmod(workdir, 0o755)
+            for f in workdir.iterdir():
+                os.chown(f, *_ids(SERVER_USER))
+            os.chown(workdir, *_ids(SERVER_USER))
+            workdir_parent = workdir
+            for parent in workdir_parent.parents:
+                try:
+                    parent.chmod(parent.stat().st_mode | 0o001)
+                except OSError:
+                    pass
+            cmd = [exe, "-u", user, str(workdir / "pgbouncer.ini")]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = (workdir / "pgbouncer.log").read_text() if (workdir / "pgbouncer.log").exists() else ""
+                pytest.fail(f"pgbouncer exited: {self.proc.stderr.read().decode()} {log}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        self.users = users
+        self.workdir = workdir
+
+    def url(self, dbname: str, user: str = "postgres") -> str:
+        return f"postgresql://{user}:{self.users[user]}@127.0.0.1:{self.port}/{dbname}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except Exception:
+            self.proc.kill()
+
+
+def _ids(user: str) -> tuple[int, int]:
+    import pwd
+
+    pw = pwd.getpwnam(user)
+    return pw.pw_uid, pw.pw_gid
+
+
+READER_PASSWORD = "pw-CANARY-5e1f9d-secret"
+
+
+@pytest.fixture(scope="session")
+def reader_role(pg_server):
+    """A login role with a recognisable password and SELECT only: what production should give the kit."""
+    with pg_server.admin() as conn:
+        conn.execute("drop role if exists ik_reader")
+        conn.execute(f"create role ik_reader login password '{READER_PASSWORD}'")
+    return "ik_reader", READER_PASSWORD
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(tmp_path_factory, pg_server, reader_role):
+    bouncer = PgBouncer(tmp_path_factory.mktemp("pgbouncer"), pg_server,
+                        {"postgres": "bouncer-admin-pw", reader_role[0]: reader_role[1]})
+    yield bouncer
+    bouncer.stop()
+
+
+def grant_reader(url: str, role: str = "ik_reader") -> None:
+    """GRANT SELECT on the kit's tables, as the README's production recipe does."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for schema in ("public", "audit"):
+            conn.execute(f"grant usage on schema {schema} to {role}")
+            conn.execute(f"grant select on all tables in schema {schema} to {role}")

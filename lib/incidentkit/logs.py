@@ -345,10 +345,11 @@ def _lines(path: Path, ctx: _Ctx) -> Iterator[tuple[int, str]]:
 
 
 # -- format detection ---------------------------------------------------------------------
-_CSV_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [^,\s]+)?,")
+#: csvlog's log_time is always "YYYY-MM-DD HH:MM:SS.mmm ZONE" (Python's "14:03:22,481" is not one).
+_CSV_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [^,\s]+,")
 _PG_SEVERITIES = ("ERROR|LOG|WARNING|FATAL|PANIC|NOTICE|INFO|DEBUG[1-5]?|STATEMENT|DETAIL|HINT|CONTEXT|QUERY|LOCATION")
 _STDERR_LINE = re.compile(
-    r"(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: ?[+-]\d\d(?::?\d\d)?| [A-Za-z]{1,6})?)"
+    r"(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: ?[+-]\d\d(?:\d\d)?\b| [A-Za-z]{1,6})?)"
     r"(?P<prefix>.*?)\b(?P<sev>" + _PG_SEVERITIES + r"):  (?P<msg>.*)"
 )
 
@@ -523,41 +524,60 @@ def _finish_text(rec: _TextRecord, ctx: _Ctx) -> Iterator[LogFailure]:
     yield ctx.failure(rec.at, rec.user or rec.before_user, rec.workspace, rec.line)
 
 
-def _parse_text(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogFailure]:
-    last_ts: datetime | None = None
-    recent: deque[str] = deque(maxlen=USER_LOOKBACK_LINES)  # user ids of the last lines, or ""
-    rec: _TextRecord | None = None
-    for n, text in lines:
+class _TextParser:
+    """The state of a text log: the latest timestamp, recent user ids, the open failure record."""
+
+    def __init__(self, ctx: _Ctx):
+        self.ctx = ctx
+        self.last_ts: datetime | None = None
+        self.recent: deque[str] = deque(maxlen=USER_LOOKBACK_LINES)  # user ids of the last lines, or ""
+        self.rec: _TextRecord | None = None
+
+    def feed(self, n: int, text: str) -> Iterator[LogFailure]:
         ts = _leading_time(text)
-        if rec is not None and _text_record_ends(rec, n, text, ts is not None):
-            yield from _finish_text(rec, ctx)
-            rec = None
+        if self.rec is not None and _text_record_ends(self.rec, n, text, ts is not None):
+            yield from self.flush()
         if ts is not None:
-            last_ts = ts
-        fk = _FK_RE.search(text) if _FK_MARK in text else None
-        if fk is not None:
-            if rec is not None and rec.workspace is None and n - rec.line <= TEXT_DUPLICATE_WINDOW \
-                    and fk.group("name") == ctx.constraint:
-                _absorb_text(rec, text, ctx)  # the same error printed twice (message, then stack)
-                continue
-            if rec is not None:
-                yield from _finish_text(rec, ctx)
-                rec = None
-            if fk.group("name") == ctx.constraint:
-                before = next((u for u in reversed(recent) if u), None)
-                recent.clear()
-                rec = _TextRecord(line=n, at=last_ts, before_user=before)
-                _absorb_text(rec, text, ctx)
-            continue
+            self.last_ts = ts
         if _FK_MARK in text:
-            ctx.skip()  # the error line was cut before its constraint's name
-            continue
-        if rec is not None:
-            _absorb_text(rec, text, ctx)
+            yield from self._error_line(n, text)
+        elif self.rec is not None:
+            _absorb_text(self.rec, text, self.ctx)
         else:
-            recent.append(ctx.user_in(text) or "")
-    if rec is not None:
-        yield from _finish_text(rec, ctx)
+            self.recent.append(self.ctx.user_in(text) or "")
+
+    def _error_line(self, n: int, text: str) -> Iterator[LogFailure]:
+        fk = _FK_RE.search(text)
+        if fk is None:
+            self.ctx.skip()  # the error line was cut before its constraint's name
+            return
+        before = next((u for u in reversed(self.recent) if u), None)
+        self.recent.clear()  # the lines before an error belong to it, whichever constraint it names
+        ours = fk.group("name") == self.ctx.constraint
+        if ours and self._repeats(n):
+            _absorb_text(self.rec, text, self.ctx)  # type: ignore[arg-type]
+            return
+        yield from self.flush()
+        if ours:
+            self.rec = _TextRecord(line=n, at=self.last_ts, before_user=before)
+            _absorb_text(self.rec, text, self.ctx)
+
+    def _repeats(self, n: int) -> bool:
+        """The open record's error printed again (message, then stack) before any detail."""
+        rec = self.rec
+        return rec is not None and rec.workspace is None and n - rec.line <= TEXT_DUPLICATE_WINDOW
+
+    def flush(self) -> Iterator[LogFailure]:
+        if self.rec is not None:
+            rec, self.rec = self.rec, None
+            yield from _finish_text(rec, self.ctx)
+
+
+def _parse_text(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogFailure]:
+    parser = _TextParser(ctx)
+    for n, text in lines:
+        yield from parser.feed(n, text)
+    yield from parser.flush()
 
 
 # -- PostgreSQL stderr ----------------------------------------------------------------------
@@ -763,6 +783,7 @@ def _first_user(ctx: _Ctx, *texts: Any) -> str | None:
 # -- JSON lines (log drains) ----------------------------------------------------------------
 TIME_KEYS = ("timestamp", "time", "ts", "@timestamp", "date", "timestampInMs", "datetime")
 USER_KEYS = frozenset({"userid", "user", "privydid", "did", "usr", "usrid", "privyuserid", "privyid"})
+_USER_ID_KEYS = ("id", "did", "userId", "privyDid")  # inside a user object: {"user": {"id": ...}}
 _JSON_DEPTH = 6
 
 
@@ -815,7 +836,7 @@ def _json_user(obj: dict[str, Any], ctx: _Ctx) -> str | None:
             if _norm_key(key) not in USER_KEYS:
                 continue
             if isinstance(value, dict):
-                value = next((value[k] for k in ("id", "did", "userId", "privyDid") if isinstance(value.get(k), str)), None)
+                value = next((value[k] for k in _USER_ID_KEYS if isinstance(value.get(k), str)), None)
             user = ctx.user_in(value) if isinstance(value, str) else None
             if user:
                 return user

@@ -31,7 +31,8 @@ from fresh data: workspace W and an invite membership of the new user U in W (no
 begins, right after it has read the membership (before anything else: validation, lock,
 insert), and before its commit. The deletion has two: before it begins, and between its
 delete statement and its commit/rollback. An interleaving is the order in which a driver
-releases those points. When a released step blocks, the driver sees it through PostgreSQL
+releases those points (a deletion that starts after the login's insert, before its commit,
+is not among them). When a released step blocks, the driver sees it through PostgreSQL
 itself -- ``pg_blocking_pids(pid)`` / ``pg_stat_activity.wait_event_type = 'Lock'`` polled
 on a third, monitoring connection -- and moves on to the next step of the other side; it
 never sleeps and hopes. Every statement's start, end, SQLSTATE and observed blockers are
@@ -76,6 +77,7 @@ from __future__ import annotations
 
 import os
 import re
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -100,9 +102,12 @@ INTERLEAVINGS: tuple[str, ...] = (
 INTERLEAVING_DESCRIPTIONS: dict[str, str] = {
     "no_concurrent_delete": "the login runs alone and commits; the admin deletes W afterwards",
     "delete_before_read": "the deletion commits before the login reads the membership",
-    "delete_between_read_and_insert": "the deletion commits after the login has read the membership, before its insert",
-    "delete_in_flight_commit": "the deletion has run but not committed when the login goes on to insert; then it commits",
-    "delete_in_flight_rollback": "the deletion has run but not committed when the login goes on to insert; then it rolls back",
+    "delete_between_read_and_insert":
+        "the deletion commits after the login has read the membership, before its insert",
+    "delete_in_flight_commit":
+        "the deletion has run but not committed when the login goes on to insert; then it commits",
+    "delete_in_flight_rollback":
+        "the deletion has run but not committed when the login goes on to insert; then it rolls back",
 }
 
 #: Outcome values, for both sides (see the module docstring).
@@ -117,6 +122,7 @@ FALLBACK_WORKSPACE_NAME = "Personal workspace"
 LOCK_TIMEOUT = "5s"
 DEADLOCK_TIMEOUT = "100ms"
 STATEMENT_TIMEOUT = "15s"
+MONITOR_LOCK_TIMEOUT = "10s"
 IDLE_IN_TRANSACTION_TIMEOUT = "60s"
 #: A side still blocked this long after the other side finished is cancelled (-> ``blocked``).
 BLOCKED_GRACE_SECONDS = 1.0
@@ -872,6 +878,9 @@ class _Lab:
     def __init__(self, url: str):
         self.url = url
         self.monitor = _connect(url, "monitor")
+        # The monitor resets data between cells: never let that wait forever either.
+        self.monitor.execute(SQL_SESSION_SETTINGS, {"lock": MONITOR_LOCK_TIMEOUT, "statement": STATEMENT_TIMEOUT,
+                                                    "idle": IDLE_IN_TRANSACTION_TIMEOUT})
         self.login_conn = _connect(url, "login")
         self.delete_conn = _connect(url, "delete")
         for conn in (self.login_conn, self.delete_conn):
@@ -918,9 +927,11 @@ class _Lab:
             if not blockers:
                 continue
             side = by_pid[pid]
-            blocked.add(side.name)
             stmt = current[side.name]
+            # Count the wait only when it is pinned to one statement (the same before and after
+            # the query); otherwise the next poll sees it again, attributed.
             if stmt is not None and side.current is stmt:
+                blocked.add(side.name)
                 stmt.blockers |= {names.get(b, f"pid {b}") for b in blockers}
                 stmt.wait_event = f"{wait_type}/{wait_event}" if wait_type else stmt.wait_event
         return blocked
@@ -973,8 +984,12 @@ class _Lab:
                 if not all(s.done for s in sides):
                     sides[0].cond.wait(_POLL_SECONDS * 5)
 
-    def run_cell(self, strategy: Strategy, interleaving: str) -> CellResult:
+    def run_cell(self, strategy: Strategy, interleaving: str, *,
+                 after_reset: Callable[[], None] | None = None) -> CellResult:
+        """One cell. ``after_reset`` (tests only) runs once the data are fresh, before the sides start."""
         setup = self.reset(strategy)
+        if after_reset is not None:
+            after_reset()
         schedule, end = _SCHEDULES[interleaving]
         cond = threading.Condition()
         login = _Side("login", self.login_conn, self.pids["login"], cond)
@@ -1119,7 +1134,8 @@ def _summary(lr: dict, dr: dict, detail: dict) -> str:
     d_out = dr.get("outcome", "error")
     if d_out == "ok":
         end = "committed" if detail["delete_end"] == "commit" else "rolled back as scripted"
-        delete = f"delete ok ({detail['delete_rows']} row, {end})"
+        rows = detail["delete_rows"]
+        delete = f"delete ok ({rows} row{'' if rows == 1 else 's'}, {end})"
     elif d_out == "fk_violation":
         delete = "delete fk_violation (the deletion was refused)"
     else:
@@ -1222,8 +1238,13 @@ class Verdict:
     def closes_race(self) -> bool:
         return not self.login_failures and not self.lost_deletions
 
+    @property
+    def concurrent_delete_costs(self) -> dict[str, str]:
+        """The deleting side's costs where it raced the login (``no_concurrent_delete`` left out)."""
+        return {k: t for k, t in self.delete_costs.items() if k != "no_concurrent_delete"}
+
     def cost_key(self) -> tuple:
-        return (len(self.delete_costs), self.attempts_thrown_away, self.uncontended_statements or 0)
+        return (len(self.concurrent_delete_costs), self.attempts_thrown_away, self.uncontended_statements or 0)
 
 
 def verdicts(results: Sequence[CellResult]) -> dict[str, Verdict]:
@@ -1314,15 +1335,16 @@ def conclusions(results: Sequence[CellResult]) -> list[str]:
                   f"(longest {longest:.3f} s).")
         if verdict.attempts_thrown_away:
             s += f" It threw away {verdict.attempts_thrown_away} login attempt(s) in all."
-        concurrent_costs = {k: t for k, t in verdict.delete_costs.items() if k != "no_concurrent_delete"}
+        concurrent_costs = verdict.concurrent_delete_costs
         if concurrent_costs:
             s += " Cost to the deleting side: " + "; ".join(f"{k}: {t}" for k, t in concurrent_costs.items()) + "."
         else:
-            s += " Cost to the deleting side: none in the concurrent interleavings (it never waited and was never refused)."
+            s += (" Cost to the deleting side: none in the concurrent interleavings"
+                  " (it never waited and was never refused).")
         twins = [o for o in fingerprints if o != name and fingerprints[o] == fingerprints[name]
                  and list(cells_by).index(o) < list(cells_by).index(name)]
         if twins:
-            s += f" Its outcomes are identical to {twins[0]}'s in every interleaving."
+            s += f" Its outcomes (both sides, every interleaving) are identical to {twins[0]}'s."
         out.append(s)
     baseline = [r for r in results if r.interleaving == "no_concurrent_delete"]
     refused = [r for r in baseline if r.delete_outcome == "fk_violation"]
@@ -1344,9 +1366,10 @@ def conclusions(results: Sequence[CellResult]) -> list[str]:
         best = recommended(results)
         bv = v[best.name]
         out.append(f"Recommended: {best.name}, the cheapest of the strategies that close the race "
-                   f"({', '.join(closers)}): {len(bv.delete_costs)} interleaving(s) with a cost to the deleting "
-                   f"side, {bv.attempts_thrown_away} login attempt(s) thrown away, {bv.uncontended_statements} "
-                   "statements on the uncontended login.")
+                   f"({', '.join(closers)}): {len(bv.concurrent_delete_costs)} concurrent interleaving(s) with a "
+                   f"cost to the deleting side, {bv.attempts_thrown_away} login attempt(s) thrown away, "
+                   f"{bv.uncontended_statements} statements on the uncontended login. Its code change is "
+                   "recommended(results).typescript.")
     else:
         out.append("None of the strategies run closes the race.")
     return out
@@ -1496,7 +1519,8 @@ def render_remediation(name: str, results: Sequence[CellResult], when: str | Non
         raise ConfigError(f"unknown remediation file {name!r}")
     when = when or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     text = _template(name)
-    block = "\n".join(f"-- {line}" for line in _verification(name, results, when))
+    block = "\n".join(f"-- {part}" for line in _verification(name, results, when)
+                      for part in textwrap.wrap(line, width=92, subsequent_indent="   ", break_on_hyphens=False))
     return text.replace(_VERIFIED_MARK, block, 1)
 
 

@@ -52,6 +52,20 @@ class ReportResult:
         return [str(self.folder)] + [f"  {p}" for p in self.files]
 
 
+def _kernel_manager_class():
+    """Kernels over IPC sockets, not TCP: nothing listens on the network, and ipykernel has
+    nothing to warn about on stderr (which would break the CLI's one-line error contract)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class IpcKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self):
+            return "ipc"
+
+    return IpcKernelManager
+
+
 def parse_date(value: str | None) -> str:
     """``YYYY-MM-DD`` (validated) or today's date in UTC."""
     if not value:
@@ -195,6 +209,7 @@ def render_report(runs: list[NotebookRun], out_dir: str | Path | None = None, da
     staging = out_dir / f".staging-{date}-{os.getpid()}-{secrets.token_hex(3)}"
     staging.mkdir()
     converter = Converter(show_code=show_code)
+    kernel_manager = _kernel_manager_class()
     files: list[Path] = []
     try:
         for i, run in enumerate(runs, 1):
@@ -205,7 +220,8 @@ def render_report(runs: list[NotebookRun], out_dir: str | Path | None = None, da
             try:
                 papermill.execute_notebook(str(run.notebook), str(target), parameters=params,
                                            kernel_name="python3", progress_bar=False, log_output=False,
-                                           report_mode=not show_code, cwd=str(run.notebook.parent))
+                                           report_mode=not show_code, cwd=str(run.notebook.parent),
+                                           kernel_manager_class=kernel_manager)
             except PapermillExecutionError as e:
                 raise _fail(staging, out_dir, f"{run.name} failed at cell {e.exec_count}: "
                                               f"{e.ename}: {_first_line(e.evalue)}") from None

@@ -82,7 +82,7 @@ def check_user_id(user_id: Any) -> str:
 
 
 def is_workspace_id(value: Any) -> bool:
-    return isinstance(value, str) and bool(_UUID_RX.match(value))
+    return isinstance(value, str) and bool(_UUID_RX.fullmatch(value))
 
 
 def check_workspace_id(workspace_id: Any) -> str:
@@ -256,7 +256,7 @@ def judge(evidence: Evidence, window: float = config.DEFAULT_WINDOW_SECONDS) -> 
     t = ev.failure_at
     user = ev.user_id or "an unidentified user"
     ws = ev.workspace_id
-    where = f" ({ev.source} line {ev.line})" if ev.source else ""
+    where = f" ({Path(ev.source).name} line {ev.line})" if ev.source else ""
     out = [f"{fmt_time(t)}: the login of {user} failed on the primary-workspace foreign key"
            + (f" for workspace {ws}" if ws else "") + where + "."]
     out += list(ev.notes)
@@ -448,9 +448,26 @@ class History:
     workspace_id_type: str | None = None
     snapshot_at: datetime | None = None
 
+    _index: dict[tuple[str, str], list[Change]] | None = field(default=None, repr=False)
+    _lives: dict[str, MembershipLife] | None = field(default=None, repr=False)
+    _removed_by_tx: dict[int, list[Change]] = field(default_factory=dict, repr=False)
+
+    def freeze(self) -> None:
+        """Sort the changes and (re)build the lookups; called once the reads are done."""
+        self.changes.sort(key=lambda c: (c.at, c.transaction_id or 0, c.entity != "workspaces"))
+        self._index = {}
+        self._removed_by_tx = {}
+        for c in self.changes:
+            self._index.setdefault((c.entity, c.row_id), []).append(c)
+            if c.entity == "memberships" and c.action == "D" and c.transaction_id is not None:
+                self._removed_by_tx.setdefault(c.transaction_id, []).append(c)
+        self._lives = None
+
     # -- per entity -----------------------------------------------------------------------
     def changes_of(self, entity: str, row_id: str) -> list[Change]:
-        return [c for c in self.changes if c.entity == entity and c.row_id == row_id]
+        if self._index is None:
+            self.freeze()
+        return list(self._index.get((entity, row_id), []))
 
     def workspace_creations(self, wid: str) -> list[Stamp]:
         audit = [Stamp(c.at, c.transaction_id, "audit") for c in self.changes_of("workspaces", wid) if c.action == "I"]
@@ -469,11 +486,12 @@ class History:
         for c in self.changes_of("workspaces", wid):
             if c.action != "D":
                 continue
+            if self._index is None:
+                self.freeze()
             cascaded = tuple(
                 (x.row_id, x.values.get("user_id"))
-                for x in self.changes
-                if x.entity == "memberships" and x.action == "D" and x.transaction_id == c.transaction_id
-                and x.values.get("workspace_id") == wid
+                for x in self._removed_by_tx.get(c.transaction_id, [])
+                if _norm_ws(x.values.get("workspace_id")) == wid
             )
             out.append(Deletion(c.at, c.transaction_id, "audit", cascaded))
         row = self.workspaces.get(wid)
@@ -487,6 +505,11 @@ class History:
 
     def membership_lives(self) -> dict[str, MembershipLife]:
         """Every membership known, current or from the audit log, with its joining and removal."""
+        if self._lives is None:
+            self._lives = self._build_lives()
+        return self._lives
+
+    def _build_lives(self) -> dict[str, MembershipLife]:
         ids = {c.row_id for c in self.changes if c.entity == "memberships"} | set(self.memberships)
         out = {}
         for mid in ids:
@@ -621,13 +644,14 @@ def collect(reader, m, *, user_ids: Iterable[str] = (), workspace_ids: Iterable[
 
     # Round 3: the user rows of the given workspaces' members (to tell who had none).
     if member_users:
+        h.freeze()
         members = {lf.user_id for lf in h.membership_lives().values()
                    if lf.workspace_id in set(wids) | set(scan_wids) and lf.user_id}
         extra = sorted(members - h.looked_up_users)
         h.looked_up_users |= set(extra)
         for row in queries.current_users(reader, m, extra, types):
             h.users[row["id"]] = row
-    h.changes.sort(key=lambda c: (c.at, c.transaction_id or 0, c.entity != "workspaces"))
+    h.freeze()
     return h
 
 
@@ -850,10 +874,17 @@ class Affected:
         for i, v in enumerate(verdicts):
             xs = [s for verdict, s in rows if verdict == v]
             if xs:
-                ax.scatter(xs, [i] * len(xs), color=colors[v], s=36, zorder=3, label=f"{v} ({len(xs)})")
+                ys = [i + ((k * 0.618) % 1 - 0.5) * 0.35 for k in range(len(xs))] if len(xs) > 1 else [i]
+                ax.scatter(xs, ys, color=colors[v], s=36, zorder=3, alpha=0.85, label=f"{v} ({len(xs)})")
         ax.set_yticks(range(len(verdicts)), verdicts)
         ax.set_ylim(-0.8, len(verdicts) - 0.2)
-        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xscale("symlog", linthresh=0.1, linscale=0.6)
+        reach = max([abs(x) for _, x in rows] + [self.window * 3])
+        ax.set_xlim(-reach * 1.4, reach * 1.4)
+        ticks = [0.0] + [s * k for k in (1, 60, 3600, 86400, 7 * 86400, 30 * 86400) for s in (-1, 1)
+                         if k <= reach * 1.4] + [-self.window, self.window]
+        ticks = sorted(set(ticks))
+        ax.set_xticks(sorted(ticks), [_tick(x) for x in sorted(ticks)])
         ax.set_xlabel("seconds from the workspace's deletion to the failure (symmetric log; < 0: failure first)")
         ax.set_title(f"Failures by time since their workspace's deletion ({len(rows)} of {len(self.failures)} "
                      "with a known deletion)")
@@ -863,6 +894,17 @@ class Affected:
         ax.legend(loc="upper left", fontsize=8, frameon=False, bbox_to_anchor=(1.01, 1.0))
         ax.figure.tight_layout()
         return ax
+
+
+def _tick(seconds: float) -> str:
+    if seconds == 0:
+        return "0"
+    sign = "−" if seconds < 0 else "+"
+    s = abs(seconds)
+    for size, unit in ((30 * 86400, "30 d"), (7 * 86400, "7 d"), (86400, "1 d"), (3600, "1 h"), (60, "1 min")):
+        if s >= size:
+            return sign + unit
+    return f"{sign}{s:g} s"
 
 
 def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,

@@ -1,0 +1,440 @@
+"""Per-user and per-workspace timelines: every recorded event in time order, with its source.
+
+For one user (:func:`user_timeline`): the memberships joined and removed, each referenced
+workspace created and deleted, the user row created (or its absence), primary-workspace
+changes (audit ``U`` rows on users), and every failed login from the logs, each judged
+(:mod:`incidentkit.verdicts`). For one workspace (:func:`workspace_timeline`): the same from the
+workspace's side. Everything is read in one read-only snapshot (``with db.read()``), touching
+only the user's or workspace's rows (see :mod:`incidentkit.queries`, section "timelines and
+verdicts", for the indexes each read uses and the two that want an index the reference schema
+lacks).
+
+Sources of events: ``memberships``, ``workspaces``, ``users`` (the audit log, or the rows'
+timestamp columns when the audit log has nothing) and ``logs``.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from . import config
+from .logs import LogScan, iso_utc
+from .verdicts import (
+    VERDICT_LABELS,
+    History,
+    Judged,
+    _norm_ws,
+    _utc,
+    check_user_id,
+    check_window,
+    check_workspace_id,
+    fmt_duration,
+    fmt_time,
+    judge_failures,
+    load_failures,
+)
+
+SOURCES = ("memberships", "workspaces", "users", "logs")
+
+
+def default_logs(db) -> Path | None:
+    """The logs to read when none are given: the demo's log for the demo database, else None."""
+    if getattr(db, "dbname", None) == config.DEMO_DATABASE:
+        return config.demo_log_path()
+    return None
+
+
+@dataclass
+class Event:
+    """One thing that happened, from one source."""
+
+    at: datetime
+    source: str  # "memberships" | "workspaces" | "users" | "logs"
+    kind: str  # joined, removed, created, deleted, primary_workspace_changed, updated, login_failed
+    workspace_id: str | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": iso_utc(self.at), "source": self.source, "kind": self.kind,
+                "workspace_id": self.workspace_id, "detail": self.detail}
+
+
+@dataclass
+class Timeline:
+    """A user's history in time order, with a verdict for each of their failed logins."""
+
+    user_id: str | None
+    events: list[Event]
+    failures: list[Judged]
+    exists: bool
+    notes: list[str]
+    window: float = config.DEFAULT_WINDOW_SECONDS
+    deletion_source: str = "audit"
+    database: str = ""
+    snapshot_at: datetime | None = None
+
+    @property
+    def subject(self) -> str:
+        return f"user {self.user_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of ``incidentkit timeline USER_ID --json``."""
+        return {
+            "user_id": self.user_id,
+            "exists": self.exists,
+            "events": [e.to_dict() for e in self.events],
+            "failures": [j.to_dict() for j in self.failures],
+            "notes": list(self.notes),
+            "window": self.window,
+            "deletion_source": self.deletion_source,
+            "database": self.database,
+            "snapshot_at": iso_utc(self.snapshot_at) if self.snapshot_at else None,
+        }
+
+    def frame(self):
+        """The events as a DataFrame: at (UTC), source, kind, workspace_id, detail."""
+        import pandas as pd
+
+        return pd.DataFrame([{"at": fmt_time(e.at), "source": e.source, "kind": e.kind,
+                              "workspace_id": e.workspace_id, "detail": e.detail} for e in self.events],
+                            columns=["at", "source", "kind", "workspace_id", "detail"])
+
+    def failures_frame(self):
+        """The failed logins with their verdicts."""
+        import pandas as pd
+
+        return pd.DataFrame([{"at": fmt_time(j.at), "user_id": j.user_id, "workspace_id": j.workspace_id,
+                              "verdict": j.verdict, "seconds_after_deletion": j.seconds_after_deletion}
+                             for j in self.failures],
+                            columns=["at", "user_id", "workspace_id", "verdict", "seconds_after_deletion"])
+
+    def summary_markdown(self) -> str:
+        """The verdict of each failed login and its evidence, then the notes, as Markdown."""
+        lines = [f"### Timeline of {self.subject}", ""]
+        if not self.failures:
+            lines.append(f"No failed login of {self.subject} in the logs.")
+        for j in self.failures:
+            lines.append(f"**Failure at {fmt_time(j.at)}** (workspace `{j.workspace_id}`): "
+                         f"**`{j.verdict}`**: {VERDICT_LABELS[j.verdict]}.")
+            lines.append("")
+            lines += [f"- {_md(s)}" for s in j.evidence]
+            lines.append("")
+        if self.notes:
+            lines += ["", "**Notes**", ""] + [f"- {_md(n)}" for n in self.notes]
+        return "\n".join(lines).rstrip() + "\n"
+
+    # -- the picture -------------------------------------------------------------------
+    def plot(self, ax=None):
+        """One lane per source, the failure marked; below, a zoom on the milliseconds around it.
+
+        The top panel is the whole history (weeks); the bottom panel shows the events around the
+        (first) failure in milliseconds relative to it, the ±window shaded, and the verdict beneath.
+        Returns the top Axes; the zoom is ``ax.figure.axes[1]`` (or the inset of a given ``ax``).
+        """
+        import matplotlib.dates as mdates
+        import matplotlib.pyplot as plt
+
+        focus = self.failures[0] if self.failures else None
+        if ax is None:
+            if focus is not None:
+                fig, (ax, zoom) = plt.subplots(2, 1, figsize=(11, 7.2), gridspec_kw={"hspace": 0.55})
+            else:
+                fig, ax = plt.subplots(figsize=(11, 3.4))
+                zoom = None
+        else:
+            zoom = ax.inset_axes([0.0, -1.55, 1.0, 1.0]) if focus is not None else None
+        lanes = {s: len(SOURCES) - 1 - i for i, s in enumerate(SOURCES)}
+
+        # Overview: the whole history.
+        for e in self.events:
+            style = _STYLE.get(e.kind, _STYLE["updated"])
+            ax.scatter([e.at], [lanes[e.source]], marker=style[0], color=style[1], s=style[2], zorder=3,
+                       edgecolors="none")
+        for j in self.failures:
+            ax.axvline(j.at, color="#c44e52", lw=1, ls="--", zorder=2)
+        _lanes(ax, lanes)
+        if self.events:
+            lo, hi = min(e.at for e in self.events), max(e.at for e in self.events)
+            pad = max((hi - lo) * 0.04, timedelta(hours=1))
+            ax.set_xlim(lo - pad, hi + pad)
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+        ax.set_title(f"Timeline of {self.subject} (UTC)" + ("" if self.exists else " (no row now)"), loc="left")
+        handles = [plt.Line2D([], [], marker=_STYLE[k][0], color=_STYLE[k][1], ls="", label=label)
+                   for k, label in (("created", "created / joined"), ("deleted", "deleted / removed"),
+                                    ("primary_workspace_changed", "changed"), ("login_failed", "failed login"))]
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+        if not self.events:
+            ax.text(0.5, 0.5, "no event recorded", transform=ax.transAxes, ha="center", va="center", color="#666")
+        absent = self._absent_lane()
+        if absent:
+            ax.text(0.005, lanes[absent[0]] + 0.12, absent[1], transform=ax.get_yaxis_transform(), fontsize=8,
+                    color="#888", ha="left", va="bottom", style="italic")
+
+        if zoom is not None and focus is not None:
+            self._plot_zoom(zoom, focus, lanes)
+        if ax.figure is not None and zoom is not None and ax.get_subplotspec() is not None:
+            ax.figure.subplots_adjust(bottom=0.2, right=0.82)
+        return ax
+
+    def _absent_lane(self) -> tuple[str, str] | None:
+        return None if self.exists else ("users", "no row in users now")
+
+    def _plot_zoom(self, zoom, focus: Judged, lanes: dict[str, int]) -> None:
+        t = focus.at
+        others = [abs((e.at - t).total_seconds()) for e in self.events if e.source != "logs"]
+        near = min((d for d in others if d <= max(60.0, 10 * self.window)), default=None)
+        half = self.window if near is None else min(self.window, max(near * 1.6, 0.02))
+        half_ms = half * 1000
+        zoom.axvspan(-self.window * 1000, self.window * 1000, color="#f2c14e", alpha=0.18, zorder=0)
+        zoom.axvline(0, color="#c44e52", lw=1, ls="--", zorder=2)
+        shown = [e for e in self.events if abs((e.at - t).total_seconds()) <= half]
+        for i, e in enumerate(shown):
+            x = (e.at - t).total_seconds() * 1000
+            style = _STYLE.get(e.kind, _STYLE["updated"])
+            zoom.scatter([x], [lanes[e.source]], marker=style[0], color=style[1], s=style[2] * 1.3, zorder=3,
+                         edgecolors="none")
+            label = f"{e.kind} {x:+.0f} ms" if e.source != "logs" else f"{e.kind} {fmt_time(e.at)[11:23]}"
+            zoom.annotate(label, (x, lanes[e.source]), xytext=(4, 7 if i % 2 == 0 else -12),
+                          textcoords="offset points", fontsize=7.5, color="#333")
+        zoom.set_xlim(-half_ms, half_ms)
+        _lanes(zoom, lanes)
+        zoom.set_xlabel(f"milliseconds relative to the failure at {fmt_time(t)} "
+                        f"(shaded: the ±{self.window:g} s window)")
+        zoom.set_title(f"Zoom: ±{fmt_duration(half)} around the failure", loc="left", fontsize=10)
+        text = f"Verdict: {focus.verdict} ({VERDICT_LABELS[focus.verdict]})"
+        detail = next((s for s in focus.evidence if "deleted" in s), "")
+        if detail:
+            text += "\n" + "\n".join(textwrap.wrap(detail, 120))
+        zoom.text(0.0, -0.42, text, transform=zoom.transAxes, ha="left", va="top", fontsize=9,
+                  color="#c44e52" if focus.verdict == "concurrent_deletion" else "#333")
+
+
+_STYLE = {  # kind -> (marker, color, size)
+    "created": ("^", "#55a868", 46),
+    "joined": ("^", "#55a868", 46),
+    "deleted": ("v", "#c44e52", 52),
+    "removed": ("v", "#dd8452", 52),
+    "primary_workspace_changed": ("o", "#4c72b0", 40),
+    "updated": ("o", "#8c8c8c", 30),
+    "login_failed": ("X", "#c44e52", 110),
+}
+
+
+def _lanes(ax, lanes: dict[str, int]) -> None:
+    ax.set_yticks(list(lanes.values()), list(lanes.keys()))
+    ax.set_ylim(-0.7, len(lanes) - 0.3)
+    for y in lanes.values():
+        ax.axhline(y, color="#dddddd", lw=0.6, zorder=1)
+    ax.grid(axis="x", color="#eeeeee", lw=0.6)
+
+
+def _md(text: str) -> str:
+    """Markdown-safe: ids with underscores or asterisks shown literally."""
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
+
+
+@dataclass
+class WorkspaceTimeline(Timeline):
+    """A workspace's history: its creation and deletion, its memberships, its members' rows, the failures."""
+
+    workspace_id: str = ""
+
+    @property
+    def subject(self) -> str:
+        return f"workspace {self.workspace_id}"
+
+    def _absent_lane(self) -> tuple[str, str] | None:
+        return None if self.exists else ("workspaces", "no row in workspaces now")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out["workspace_id"] = self.workspace_id
+        return out
+
+
+# -- building ---------------------------------------------------------------------------------
+def _scan(logs) -> tuple[LogScan | None, list[str]]:
+    if logs is None:
+        return None, ["No logs given: failed logins are not shown (pass logs=PATHS, or --logs)."]
+    return load_failures(logs), []
+
+
+def _membership_events(h: History, lives) -> list[Event]:
+    out = []
+    for lf in lives:
+        role = "primary" if lf.is_primary else "not primary"
+        if lf.joined_at is not None:
+            how = f"audit transaction {lf.joined_tx}" if lf.joined_tx is not None else "joined_at column"
+            out.append(Event(lf.joined_at, "memberships", "joined", lf.workspace_id,
+                             f"{lf.user_id} joined workspace {lf.workspace_id} (membership {lf.id}, {role}; {how})"))
+        for c in h.changes_of("memberships", lf.id):
+            if c.action == "U":
+                out.append(Event(c.at, "memberships", "updated", lf.workspace_id,
+                                 f"membership {lf.id} of {lf.user_id} changed (audit transaction {c.transaction_id})"))
+        if lf.removed_at is not None:
+            cascade = any(c.action == "D" and c.transaction_id == lf.removed_tx
+                          for c in h.changes_of("workspaces", lf.workspace_id or ""))
+            why = ", by cascade with the workspace's deletion" if cascade else ""
+            out.append(Event(lf.removed_at, "memberships", "removed", lf.workspace_id,
+                             f"membership {lf.id} of {lf.user_id} in workspace {lf.workspace_id} removed "
+                             f"(audit transaction {lf.removed_tx}{why})"))
+    return out
+
+
+def _workspace_events(h: History, wids) -> list[Event]:
+    out = []
+    for wid in sorted(w for w in wids if w):
+        for c in h.workspace_creations(wid):
+            out.append(Event(c.at, "workspaces", "created", wid, f"workspace {wid} created ({c.how()})"))
+        for c in h.changes_of("workspaces", wid):
+            if c.action == "U":
+                out.append(Event(c.at, "workspaces", "updated", wid,
+                                 f"workspace {wid} changed (audit transaction {c.transaction_id})"))
+        for d in h.workspace_deletions(wid):
+            extra = ""
+            if d.cascaded:
+                extra = f", cascading {len(d.cascaded)} membership{'s' if len(d.cascaded) != 1 else ''}"
+            out.append(Event(d.at, "workspaces", "deleted", wid, f"workspace {wid} deleted ({d.how()}{extra})"))
+    return out
+
+
+def _user_events(h: History, uid: str) -> list[Event]:
+    out = []
+    changes = h.changes_of("users", uid)
+    row = h.users.get(uid)
+    ins = [c for c in changes if c.action == "I"]
+    if ins:
+        c = ins[0]
+        out.append(Event(c.at, "users", "created", _norm_ws(c.values.get("primary_workspace_id")),
+                         f"user {uid} created with primary workspace {c.values.get('primary_workspace_id')} "
+                         f"(audit transaction {c.transaction_id})"))
+    elif row and _utc(row.get("created_at")):
+        out.append(Event(_utc(row["created_at"]), "users", "created", _norm_ws(row.get("primary_workspace_id")),
+                         f"user {uid} created with primary workspace {row.get('primary_workspace_id')} "
+                         "(created_at column)"))
+    later = [c for c in changes if c.action in ("U", "D")]
+    for i, c in enumerate(later):
+        if c.action == "D":
+            out.append(Event(c.at, "users", "deleted", None, f"user {uid} deleted (audit transaction {c.transaction_id})"))
+            continue
+        old = c.values.get("primary_workspace_id")
+        nxt = later[i + 1].values if i + 1 < len(later) else (row or {})
+        new = nxt.get("primary_workspace_id", old)
+        if old != new:
+            out.append(Event(c.at, "users", "primary_workspace_changed", _norm_ws(new),
+                             f"primary workspace of {uid} changed from {old} to {new} "
+                             f"(audit transaction {c.transaction_id})"))
+        else:
+            out.append(Event(c.at, "users", "updated", None,
+                             f"user {uid} changed (audit transaction {c.transaction_id})"))
+    return out
+
+
+def _failure_events(judged: list[Judged]) -> list[Event]:
+    return [Event(j.at, "logs", "login_failed", j.workspace_id,
+                  f"login of {j.user_id or 'an unidentified user'} failed on the primary-workspace foreign key "
+                  f"for workspace {j.workspace_id} ({Path(j.source).name} line {j.line}); verdict {j.verdict}")
+            for j in judged]
+
+
+def _sorted(events: list[Event]) -> list[Event]:
+    order = {s: i for i, s in enumerate(("workspaces", "memberships", "users", "logs"))}
+    return sorted(events, key=lambda e: (e.at, order.get(e.source, 9)))
+
+
+def _source_notes(m) -> list[str]:
+    if m.deletion_source == "none":
+        return ["No deletion source: the schema mapping's [deletions] source is \"none\", so no deletion is "
+                "shown and verdicts that need one are insufficient_evidence."]
+    if m.deletion_source == "soft_delete":
+        return [f"Deletions come from the soft-delete column {m.workspaces.qualified}."
+                f"{m.workspaces.columns.get('deleted_at')}; memberships' joining comes from their joined_at "
+                "column and their removal is not recorded."]
+    return []
+
+
+def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT_WINDOW_SECONDS) -> Timeline:
+    """Everything recorded about ``user_id``, in time order, with a verdict for each failed login.
+
+    ``logs``: None (the demo's log for the demo database, else no logs), a :class:`LogScan`, or
+    paths (files, globs, directories). An unknown user is not an error: the timeline is empty
+    and its notes say so.
+    """
+    uid = check_user_id(user_id)
+    w = check_window(window)
+    scan, notes = _scan(default_logs(db) if logs is None else logs)
+    mine = [f for f in scan.failures if f.user_id == uid] if scan else []
+    userless = [f for f in scan.failures if f.user_id is None and f.workspace_id] if scan else []
+    m = db.schema
+    with db.read() as r:
+        m.check(r)
+        h, judged = judge_failures(r, m, mine, w, user_ids=[uid], user_history=True)
+        my_ws = {lf.workspace_id for lf in h.memberships_of(uid)}
+        candidates = [f for f in userless if _norm_ws(f.workspace_id) in my_ws]
+        if candidates:
+            _, more = judge_failures(r, m, candidates, w)
+            judged += [j for j in more if j.user_id == uid]
+        snapshot_at = r.snapshot_at
+    judged.sort(key=lambda j: (j.at, j.source, j.line))
+
+    lives = h.memberships_of(uid)
+    wids = {lf.workspace_id for lf in lives} | {j.workspace_id for j in judged}
+    row = h.users.get(uid)
+    wids |= {_norm_ws(row.get("primary_workspace_id"))} if row else set()
+    wids |= {_norm_ws(c.values.get("primary_workspace_id")) for c in h.changes_of("users", uid)}
+    wids &= h.looked_up_workspaces | {j.workspace_id for j in judged}
+    events = _membership_events(h, lives) + _workspace_events(h, wids) + _user_events(h, uid) + _failure_events(judged)
+    exists = row is not None
+    if not exists:
+        if not lives and not h.changes_of("users", uid):
+            notes.insert(0, f"User {uid} is unknown to the database: no row in users, no membership"
+                            + (", no audit row." if m.deletion_source == "audit" else "."))
+        else:
+            notes.insert(0, f"User {uid} has no row in users: none of their logins has succeeded "
+                            "(a failed first login rolls back its insert).")
+    if scan is not None and not judged:
+        notes.append(f"The logs ({len(scan.files)} file{'s' if len(scan.files) != 1 else ''}) record no "
+                     f"failed login of {uid}.")
+    notes += _source_notes(m)
+    return Timeline(uid, _sorted(events), judged, exists, notes, w, m.deletion_source, db.describe(), snapshot_at)
+
+
+def workspace_timeline(db, workspace_id: str, *, logs=None,
+                       window: float = config.DEFAULT_WINDOW_SECONDS) -> WorkspaceTimeline:
+    """Everything recorded about one workspace: created, deleted, memberships, members' rows, failures."""
+    wid = check_workspace_id(workspace_id)
+    w = check_window(window)
+    scan, notes = _scan(default_logs(db) if logs is None else logs)
+    mine = [f for f in scan.failures if _norm_ws(f.workspace_id) == wid] if scan else []
+    m = db.schema
+    with db.read() as r:
+        m.check(r)
+        h, judged = judge_failures(r, m, mine, w, workspace_ids=[wid], scan_workspaces=[wid])
+        snapshot_at = r.snapshot_at
+    judged.sort(key=lambda j: (j.at, j.source, j.line))
+    lives = h.memberships_in(wid)
+    events = _membership_events(h, lives) + _workspace_events(h, {wid}) + _failure_events(judged)
+    for uid in sorted({lf.user_id for lf in lives if lf.user_id}):
+        row = h.users.get(uid)
+        created = h.user_created_at(uid)
+        if row and created:
+            events.append(Event(created, "users", "created", _norm_ws(row.get("primary_workspace_id")),
+                                f"member {uid} has a user row, created with primary workspace "
+                                f"{row.get('primary_workspace_id')} (created_at column)"))
+    exists = h.workspace_exists(wid)
+    if not exists and not lives and not h.changes_of("workspaces", wid) and wid not in h.workspaces:
+        notes.insert(0, f"Workspace {wid} is unknown to the database: no row, no membership"
+                        + (", no audit row." if m.deletion_source == "audit" else "."))
+    elif not exists:
+        notes.insert(0, f"Workspace {wid} does not exist now.")
+    if scan is not None and not judged:
+        notes.append(f"The logs record no failed login naming workspace {wid}.")
+    notes += _source_notes(m)
+    return WorkspaceTimeline(None, _sorted(events), judged, exists, notes, w, m.deletion_source, db.describe(),
+                             snapshot_at, workspace_id=wid)

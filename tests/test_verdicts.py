@@ -1,0 +1,488 @@
+"""Verdicts: the pure rule from evidence records, then every verdict from real data.
+
+The database tests build their data as a user's database holds it: rows written through the
+reference schema, audit rows written by the real audit trigger. Where a test needs history
+(a deletion an hour ago), it BACK-DATES the trigger's timestamps with an UPDATE, and says so.
+Orphaned memberships are written with triggers disabled (``session_replication_role =
+replica``, as ``pg_restore --disable-triggers`` does). The race test runs two real sessions
+against the embedded server and reads the error from PostgreSQL's own json and csv logs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from incidentkit import ConfigError, Database, SchemaMap
+from incidentkit.logs import iso_utc
+from incidentkit.verdicts import (
+    VERDICTS,
+    Affected,
+    Deletion,
+    Evidence,
+    Judged,
+    MembershipLife,
+    Stamp,
+    affected,
+    check_user_id,
+    check_window,
+    check_workspace_id,
+    judge,
+)
+
+T = datetime(2025, 10, 8, 9, 41, 27, 164000, tzinfo=timezone.utc)
+WS = "a7189b92-ba75-4160-8fa0-426bfe8fa33a"
+USER = "did:privy:cmgiqkpg0001wl40cqhofcvo4"
+_n = itertools.count()
+
+
+def ms(n: float) -> timedelta:
+    return timedelta(milliseconds=n)
+
+
+def ev(**kw) -> Evidence:
+    base = dict(failure_at=T, workspace_id=WS, user_id=USER, creations=(Stamp(T - timedelta(days=2), 913),))
+    base.update(kw)
+    return Evidence(**base)
+
+
+def membership(joined=T - timedelta(hours=17), removed=None, tx=919, exists=False) -> MembershipLife:
+    return MembershipLife("b63f27bf-0745-4072-8590-67c6bb93449d", WS, USER, joined, 918, removed,
+                          tx if removed else None, exists, False)
+
+
+# -- the pure rule ------------------------------------------------------------------------
+def test_concurrent_deletion_46_ms_before():
+    d = Deletion(T - ms(46), 919, "audit", (("0a67", "did:privy:owner"), ("b63f", USER)))
+    verdict, evidence = judge(ev(deletions=(d,), membership=membership(removed=T - ms(44))), 5.0)
+    assert verdict == "concurrent_deletion"
+    text = "\n".join(evidence)
+    assert "2025-10-08 09:41:27.118 UTC" in text and "46 ms before the failure" in text
+    assert "audit transaction 919" in text and "removed 2 memberships by cascade" in text
+    assert "2025-10-08 09:41:27.164 UTC" in evidence[0]
+
+
+def test_deletion_after_the_failure_within_window_is_concurrent():
+    # the application's clock runs ahead of the database's: the deletion is logged "after"
+    verdict, evidence = judge(ev(deletions=(Deletion(T + ms(300), 7),)), 5.0)
+    assert verdict == "concurrent_deletion"
+    assert any("300 ms after the failure" in s for s in evidence)
+
+
+@pytest.mark.parametrize("offset_ms, expected", [
+    (-5000, "concurrent_deletion"),     # exactly the window: inclusive
+    (5000, "concurrent_deletion"),
+    (-5001, "stale_read"),              # 1 ms beyond it
+    (-4999, "concurrent_deletion"),
+])
+def test_window_boundaries(offset_ms, expected):
+    d = Deletion(T + ms(offset_ms), 11)
+    assert judge(ev(deletions=(d,), membership=membership(removed=T + ms(offset_ms), tx=11)), 5.0)[0] == expected
+
+
+def test_deleted_after_window_is_insufficient():
+    verdict, evidence = judge(ev(deletions=(Deletion(T + timedelta(seconds=5.001), 11),)), 5.0)
+    assert verdict == "insufficient_evidence"
+    assert any("existed when the login ran" in s for s in evidence)
+
+
+def test_window_parameter_changes_the_verdict():
+    d = Deletion(T - timedelta(seconds=3), 11)
+    assert judge(ev(deletions=(d,)), 5.0)[0] == "concurrent_deletion"
+    assert judge(ev(deletions=(d,)), 1.0)[0] == "stale_read"
+
+
+def test_stale_read():
+    d = Deletion(T - timedelta(hours=1), 42, "audit", (("b63f", USER),))
+    verdict, evidence = judge(ev(deletions=(d,), membership=membership(removed=T - timedelta(hours=1), tx=42)))
+    assert verdict == "stale_read"
+    text = " ".join(evidence)
+    assert "1 h 0 min" in text and "replica" in text and "audit transaction 42" in text
+
+
+def test_membership_outliving_its_workspace_is_an_orphan():
+    d = Deletion(T - timedelta(hours=1), 42, "audit", ())
+    m = membership(removed=T + timedelta(hours=2), tx=77)
+    verdict, evidence = judge(ev(deletions=(d,), membership=m))
+    assert verdict == "orphaned_membership"
+    assert any("outlived" in s for s in evidence)
+
+
+def test_orphaned_membership_wins_over_timing():
+    d = Deletion(T - ms(10), 5)
+    verdict, evidence = judge(ev(deletions=(d,), orphans=("m-1",), membership=membership(exists=True)))
+    assert verdict == "orphaned_membership"
+    assert "m-1" in evidence[1]
+
+
+def test_orphan_ignored_when_the_workspace_has_a_row():
+    # a membership to an existing workspace is no orphan: the timing decides
+    d = Deletion(T - ms(10), 5, "soft_delete")
+    e = ev(deletions=(d,), orphans=("m-1",), workspace_row=True, deletion_source="soft_delete")
+    assert judge(e)[0] == "concurrent_deletion"
+
+
+def test_workspace_never_existed():
+    verdict, evidence = judge(ev(creations=(), audit_since=T - timedelta(days=40)))
+    assert verdict == "workspace_never_existed"
+    assert any("never created nor deleted" in s and "2025-08-29" in s for s in evidence)
+
+
+def test_workspace_never_existed_with_soft_deletes():
+    verdict, evidence = judge(ev(creations=(), deletion_source="soft_delete"))
+    assert verdict == "workspace_never_existed"
+    assert any("soft deletes" in s for s in evidence)
+
+
+def test_membership_before_workspace():
+    e = ev(creations=(Stamp(T + timedelta(seconds=30), 1200),), workspace_row=True, workspace_exists=True,
+           membership=membership(joined=T - timedelta(minutes=1), exists=True))
+    verdict, evidence = judge(e)
+    assert verdict == "membership_before_workspace"
+    assert any("30 s after the failure" in s for s in evidence)
+
+
+def test_created_after_the_failure_and_deleted_later_is_membership_before_workspace():
+    e = ev(creations=(Stamp(T + timedelta(minutes=5), 3),), deletions=(Deletion(T + timedelta(hours=1), 4),))
+    assert judge(e)[0] == "membership_before_workspace"
+
+
+def test_exists_now_created_before_is_insufficient():
+    e = ev(workspace_row=True, workspace_exists=True)
+    verdict, evidence = judge(e)
+    assert verdict == "insufficient_evidence"
+    assert any("exists now" in s for s in evidence)
+
+
+def test_no_deletion_source_is_insufficient_and_says_so():
+    e = ev(deletion_source="none", creations=())
+    verdict, evidence = judge(e)
+    assert verdict == "insufficient_evidence"
+    assert any("no deletion source" in s for s in evidence)
+
+
+def test_no_deletion_source_still_finds_orphans():
+    assert judge(ev(deletion_source="none", orphans=("m",)))[0] == "orphaned_membership"
+
+
+def test_created_but_deletion_missing_is_insufficient():
+    verdict, evidence = judge(ev())
+    assert verdict == "insufficient_evidence"
+    assert any("no deletion of it is recorded" in s for s in evidence)
+
+
+def test_no_workspace_in_the_log():
+    verdict, evidence = judge(ev(workspace_id=None))
+    assert verdict == "insufficient_evidence"
+    assert "names no workspace" in evidence[-1]
+    verdict, evidence = judge(ev(workspace_id="not-a-uuid", workspace_id_valid=False))
+    assert verdict == "insufficient_evidence"
+
+
+def test_recreated_workspace_is_insufficient():
+    e = ev(creations=(Stamp(T - timedelta(days=3), 1), Stamp(T - timedelta(hours=1), 3)),
+           deletions=(Deletion(T - timedelta(days=2), 2),))
+    assert judge(e)[0] == "insufficient_evidence"
+
+
+def test_every_outcome_is_a_verdict():
+    outcomes = set()
+    for kw in ({}, {"creations": ()}, {"orphans": ("x",)}, {"deletion_source": "none"},
+               {"deletions": (Deletion(T, 1),)}, {"deletions": (Deletion(T - timedelta(days=1), 1),)},
+               {"creations": (Stamp(T + timedelta(days=1)),), "workspace_row": True, "workspace_exists": True}):
+        verdict, evidence = judge(ev(**kw))
+        assert verdict in VERDICTS and evidence
+        outcomes.add(verdict)
+    assert outcomes == set(VERDICTS)
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, True, "5", None])
+def test_window_must_be_positive_finite(bad):
+    with pytest.raises(ConfigError):
+        check_window(bad)
+    with pytest.raises(ConfigError):
+        judge(ev(), bad)
+
+
+def test_id_validation():
+    assert check_user_id(USER) == USER
+    for bad in ("", " ", "did:privy:a b", "did:privy:a\n", "did\x00x", "x" * 257, None):
+        with pytest.raises(ConfigError) as err:
+            check_user_id(bad)
+        assert "\n" not in str(err.value)
+    assert check_workspace_id(WS.upper()) == WS
+    for bad in ("", "a7189b92", "a7189b92ba754160 8fa0426bfe8fa33a", "{" + WS + "}", WS + "\n"):
+        with pytest.raises(ConfigError):
+            check_workspace_id(bad)
+
+
+def test_affected_by_verdict_lists_all_verdicts():
+    j = Judged(T, USER, WS, "stale_read", ["x"], "app.log", 3, T - timedelta(hours=1), 9)
+    a = Affected([j], 2, ["app.log"], 5.0)
+    d = a.to_dict()
+    assert d["by_verdict"] == {**{v: 0 for v in VERDICTS}, "stale_read": 1}
+    assert d["skipped_lines"] == 2
+    assert d["failures"][0]["verdict"] == "stale_read" and d["failures"][0]["seconds_after_deletion"] == 3600.0
+    assert set(d["failures"][0]) >= {"user_id", "workspace_id", "at", "verdict", "evidence"}
+    assert list(a.by_verdict_frame()["failures"]) == [0, 1, 0, 0, 0, 0]
+    assert list(a.delay_frame()["seconds_after_deletion"]) == [3600.0]
+
+
+# -- from real data -----------------------------------------------------------------------
+def uid() -> str:
+    return f"did:privy:t{uuid.uuid4().hex[:22]}"
+
+
+def admin(url: str):
+    return psycopg.connect(url, autocommit=True)
+
+
+def new_workspace(conn, name: str = "team") -> str:
+    return str(conn.execute("insert into workspaces (name) values (%s) returning id", (name,)).fetchone()[0])
+
+
+def add_member(conn, ws: str, user: str, primary: bool = False) -> str:
+    return str(conn.execute("insert into workspace_members (workspace_id, user_id, is_primary) values (%s, %s, %s)"
+                            " returning id", (ws, user, primary)).fetchone()[0])
+
+
+def signup(conn, user: str) -> str:
+    """A user who signed up normally: own workspace, user row, primary membership (one transaction)."""
+    with conn.transaction():
+        ws = new_workspace(conn, f"{user}'s workspace")
+        conn.execute("insert into users (privy_did, primary_workspace_id) values (%s, %s)", (user, ws))
+        add_member(conn, ws, user, True)
+    return ws
+
+
+def db_now(conn) -> datetime:
+    return conn.execute("select clock_timestamp()").fetchone()[0].astimezone(timezone.utc)
+
+
+def backdate_transaction_of(conn, row_id: str, action: str, by: timedelta) -> int:
+    """BACK-DATING: move every audit row of the transaction that wrote ``action`` on ``row_id``
+    ``by`` into the past (history the test cannot wait for)."""
+    tx = conn.execute("select transaction_id from audit.logged_actions where row_data ->> 'id' = %s and action = %s",
+                      (row_id, action)).fetchone()[0]
+    conn.execute("update audit.logged_actions set action_tstamp_tx = action_tstamp_tx - %(by)s,"
+                 " action_tstamp_stm = action_tstamp_stm - %(by)s, action_tstamp_clk = action_tstamp_clk - %(by)s"
+                 " where transaction_id = %(tx)s", {"by": by, "tx": tx})
+    return int(tx)
+
+
+def app_log(path: Path, at: datetime, user: str | None, ws: str) -> Path:
+    """The application's log of one failed first login (the format of the incident's logs)."""
+    who = f" user={user}" if user else ""
+    path.write_text(
+        f"{iso_utc(at)} info  [web] POST /api/trpc/workspace.getOrCreateWorkspaceV2 start{who} requestId=req_{next(_n)}\n"
+        f"{iso_utc(at)} error [web] tRPC failed on workspace.getOrCreateWorkspaceV2{who} requestId=req_{next(_n)}\n"
+        'error: insert or update on table "users" violates foreign key constraint '
+        '"users_primary_workspace_id_workspaces_id_fk"\n'
+        f'Detail: Key (primary_workspace_id)=({ws}) is not present in table "workspaces".\n'
+        "    at /var/task/node_modules/pg-pool/index.js:45:11\n"
+    )
+    return path
+
+
+def only(result: Affected, user: str | None = None, ws: str | None = None) -> Judged:
+    mine = [j for j in result.failures if (user is None or j.user_id == user) and (ws is None or j.workspace_id == ws)]
+    assert len(mine) == 1, [j.to_dict() for j in result.failures]
+    return mine[0]
+
+
+def _wait_for(path: Path, needle: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and needle in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{needle} never appeared in {path}")
+
+
+def test_real_race_between_two_sessions_is_concurrent_deletion(pg_server, fresh_db):
+    owner, user = uid(), uid()
+    with admin(fresh_db) as conn:
+        signup(conn, owner)
+        ws = new_workspace(conn, "Design review")
+        add_member(conn, ws, owner)
+        invite = add_member(conn, ws, user)  # the invite: a membership, no user row yet
+    login = psycopg.connect(fresh_db)  # session A: ensureUserWorkspace, in a transaction
+    admin_session = admin(fresh_db)  # session B: the workspace's owner deletes it
+    try:
+        row = login.execute("select workspace_id from workspace_members where user_id = %s"
+                            " order by is_primary desc, joined_at desc limit 1", (user,)).fetchone()
+        primary = str(row[0])
+        admin_session.execute("delete from workspaces where id = %s", (ws,))  # commits (autocommit)
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            login.execute("insert into users (privy_did, primary_workspace_id) values (%s, %s)"
+                          " on conflict do nothing returning *", (user, primary))
+        login.rollback()
+    finally:
+        login.close()
+        admin_session.close()
+
+    db = Database(fresh_db)
+    for name in ("postgresql.json", "postgresql.csv"):
+        log = pg_server.log_dir / name
+        _wait_for(log, user)
+        result = affected(db, logs=[log])
+        j = only(result, user=user)
+        assert j.verdict == "concurrent_deletion", j.evidence
+        assert j.workspace_id == ws
+        assert 0 <= j.seconds_after_deletion < 1.0
+        text = " ".join(j.evidence)
+        assert f"audit transaction {j.transaction_id}" in text
+        assert invite in text and "by cascade" in text
+        assert result.to_dict()["by_verdict"]["concurrent_deletion"] >= 1
+
+
+def test_stale_read_from_a_cached_membership(fresh_db, tmp_path):
+    user = uid()
+    with admin(fresh_db) as conn:
+        signup(conn, uid())
+        ws = new_workspace(conn)
+        add_member(conn, ws, user)
+        conn.execute("delete from workspaces where id = %s", (ws,))
+        tx = backdate_transaction_of(conn, ws, "D", timedelta(hours=1))  # the deletion happened an hour ago
+        now = db_now(conn)
+    result = affected(Database(fresh_db), logs=[app_log(tmp_path / "app.log", now, user, ws)])
+    j = only(result, user=user)
+    assert j.verdict == "stale_read", j.evidence
+    assert j.transaction_id == tx and 3590 < j.seconds_after_deletion < 3700
+    assert any("removed" in s and f"audit transaction {tx}" in s for s in j.evidence)
+
+
+def test_orphaned_membership_restored_without_triggers(fresh_db, tmp_path):
+    user, ghost = uid(), str(uuid.uuid4())
+    with admin(fresh_db) as conn:
+        signup(conn, uid())
+        # pg_restore --disable-triggers: no FK check, no audit row
+        conn.execute("set session_replication_role = replica")
+        orphan = add_member(conn, ghost, user)
+        conn.execute("set session_replication_role = origin")
+        now = db_now(conn)
+    j = only(affected(Database(fresh_db), logs=[app_log(tmp_path / "app.log", now, user, ghost)]), user=user)
+    assert j.verdict == "orphaned_membership", j.evidence
+    assert orphan in j.evidence[1]
+
+
+def test_workspace_never_existed(fresh_db, tmp_path):
+    user, ghost = uid(), str(uuid.uuid4())
+    with admin(fresh_db) as conn:
+        signup(conn, uid())
+        now = db_now(conn)
+    j = only(affected(Database(fresh_db), logs=[app_log(tmp_path / "app.log", now, user, ghost)]), user=user)
+    assert j.verdict == "workspace_never_existed", j.evidence
+    assert any("never created nor deleted" in s for s in j.evidence)
+
+
+def test_membership_before_workspace(fresh_db, tmp_path):
+    user, ws = uid(), str(uuid.uuid4())
+    with admin(fresh_db) as conn:
+        failed_at = db_now(conn) - timedelta(seconds=30)  # the login failed half a minute ago...
+        conn.execute("insert into workspaces (id, name) values (%s, 'late')", (ws,))  # ...the workspace came now
+        add_member(conn, ws, user)
+    j = only(affected(Database(fresh_db), logs=[app_log(tmp_path / "app.log", failed_at, user, ws)]), user=user)
+    assert j.verdict == "membership_before_workspace", j.evidence
+
+
+def test_insufficient_when_the_audit_missed_the_deletion(fresh_db, tmp_path):
+    user = uid()
+    with admin(fresh_db) as conn:
+        ws = new_workspace(conn)
+        add_member(conn, ws, user)
+        conn.execute("alter table workspaces disable trigger workspaces_audit")
+        conn.execute("delete from workspaces where id = %s", (ws,))
+        conn.execute("alter table workspaces enable trigger workspaces_audit")
+        now = db_now(conn)
+    j = only(affected(Database(fresh_db), logs=[app_log(tmp_path / "app.log", now, user, ws)]), user=user)
+    assert j.verdict == "insufficient_evidence", j.evidence
+    assert any("no deletion of it is recorded" in s for s in j.evidence)
+
+
+def test_no_deletion_source(fresh_db, tmp_path):
+    user = uid()
+    with admin(fresh_db) as conn:
+        ws = new_workspace(conn)
+        add_member(conn, ws, user)
+        conn.execute("delete from workspaces where id = %s", (ws,))
+        now = db_now(conn)
+    db = Database(fresh_db, schema=SchemaMap.from_dict({"deletions": {"source": "none"}}))
+    result = affected(db, logs=[app_log(tmp_path / "app.log", now, user, ws)])
+    j = only(result, user=user)
+    assert j.verdict == "insufficient_evidence"
+    assert any("no deletion source" in s for s in j.evidence)
+    assert result.to_dict()["deletion_source"] == "none"
+
+
+def test_soft_deletes(fresh_db, tmp_path):
+    racing, stale = uid(), uid()
+    with admin(fresh_db) as conn:
+        conn.execute("alter table workspaces add column deleted_at timestamptz")
+        ws1, ws2 = new_workspace(conn), new_workspace(conn)
+        add_member(conn, ws1, racing)
+        add_member(conn, ws2, stale)
+        now = db_now(conn)
+        conn.execute("update workspaces set deleted_at = %s where id = %s", (now - timedelta(milliseconds=200), ws1))
+        conn.execute("update workspaces set deleted_at = %s where id = %s", (now - timedelta(days=2), ws2))
+    db = Database(fresh_db, schema=SchemaMap.from_dict({"workspaces": {"deleted_at": "deleted_at"}}))
+    a = app_log(tmp_path / "a.log", now, racing, ws1)
+    b = app_log(tmp_path / "b.log", now, stale, ws2)
+    result = affected(db, logs=[a, b])
+    assert only(result, user=racing).verdict == "concurrent_deletion"
+    assert only(result, user=stale).verdict == "stale_read"
+    assert any("soft-delete column" in s for s in only(result, user=racing).evidence)
+
+
+def test_user_found_through_membership_when_the_log_names_none(fresh_db, tmp_path):
+    owner, user = uid(), uid()
+    with admin(fresh_db) as conn:
+        signup(conn, owner)
+        ws = new_workspace(conn)
+        add_member(conn, ws, owner)
+        add_member(conn, ws, user)
+        conn.execute("delete from workspaces where id = %s", (ws,))
+        now = db_now(conn)
+    j = only(affected(Database(fresh_db), logs=[app_log(tmp_path / "app.log", now, None, ws)]), ws=ws)
+    assert j.user_id == user  # the owner has a user row: the newcomer is the one whose first login failed
+    assert j.verdict == "concurrent_deletion"
+    assert any("names no user" in s for s in j.evidence)
+
+
+def test_failures_are_judged_in_a_batch(fresh_db, tmp_path):
+    """Evidence for many failures takes the same number of statements as for one."""
+    from sqlalchemy import event
+
+    users = [uid() for _ in range(4)]
+    with admin(fresh_db) as conn:
+        wss = [new_workspace(conn) for _ in users]
+        for ws, user in zip(wss, users):
+            add_member(conn, ws, user)
+            conn.execute("delete from workspaces where id = %s", (ws,))
+        now = db_now(conn)
+    logs = [app_log(tmp_path / f"{i}.log", now, user, ws) for i, (ws, user) in enumerate(zip(wss, users))]
+
+    def statements(paths) -> tuple[int, Affected]:
+        db = Database(fresh_db)
+        seen = []
+        event.listen(db.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+        return len(seen), affected(db, logs=paths)
+
+    n1, one = statements(logs[:1])
+    n4, four = statements(logs)
+    assert n1 == n4
+    assert [j.verdict for j in four.failures] == ["concurrent_deletion"] * 4
+
+
+def test_affected_needs_logs_outside_the_demo(fresh_db):
+    with pytest.raises(ConfigError):
+        affected(Database(fresh_db))
+    with pytest.raises(ConfigError):
+        affected(Database(fresh_db), logs=[], window=0)
