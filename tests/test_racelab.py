@@ -210,6 +210,20 @@ def test_refuses_a_database_holding_other_tables(pg_server):
         pg_server.drop_database(name)
 
 
+def test_refuses_a_database_holding_a_foreign_table(pg_server):
+    name = "ik_racelab_fdw"
+    pg_server.create_database(name, replace=True)
+    with pg_server.admin(name) as conn:
+        conn.execute("create foreign data wrapper ik_dummy_fdw")
+        conn.execute("create server ik_remote foreign data wrapper ik_dummy_fdw")
+        conn.execute("create foreign table public.remote_accounts (id int) server ik_remote")
+    try:
+        with pytest.raises(UnsafeTarget, match="public.remote_accounts"):
+            racelab.run_race_lab(scratch_url=pg_server.url(name))
+    finally:
+        pg_server.drop_database(name)
+
+
 def test_refuses_application_tables_it_did_not_create(fresh_db):
     # The reference schema, as a real database would have it, but no race lab marker.
     with pytest.raises(UnsafeTarget, match="did not create"):
@@ -250,7 +264,7 @@ def test_connection_failure_hides_the_password(pg_server):
     message = str(err.value)
     assert "wrong-pass-456" not in message and "right-pass-123" not in message
     assert "\n" not in message and "password authentication failed" in message
-    closed = f"postgresql://someone:hunter2-secret@127.0.0.1:1/scratch"
+    closed = "postgresql://someone:hunter2-secret@127.0.0.1:1/scratch"
     with pytest.raises(ConnectionFailed) as err:
         racelab.run_race_lab(scratch_url=closed)
     assert "hunter2-secret" not in str(err.value)

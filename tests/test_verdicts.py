@@ -347,8 +347,10 @@ def test_stale_read_from_a_cached_membership(fresh_db, tmp_path):
     user = uid()
     with admin(fresh_db) as conn:
         signup(conn, uid())
-        ws = new_workspace(conn)
-        add_member(conn, ws, user)
+        with conn.transaction():
+            ws = new_workspace(conn)
+            add_member(conn, ws, user)
+        backdate_transaction_of(conn, ws, "I", timedelta(hours=2))  # created and joined two hours ago
         conn.execute("delete from workspaces where id = %s", (ws,))
         tx = backdate_transaction_of(conn, ws, "D", timedelta(hours=1))  # the deletion happened an hour ago
         now = db_now(conn)
@@ -431,7 +433,8 @@ def test_soft_deletes(fresh_db, tmp_path):
         add_member(conn, ws2, stale)
         now = db_now(conn)
         conn.execute("update workspaces set deleted_at = %s where id = %s", (now - timedelta(milliseconds=200), ws1))
-        conn.execute("update workspaces set deleted_at = %s where id = %s", (now - timedelta(days=2), ws2))
+        conn.execute("update workspaces set created_at = %s, deleted_at = %s where id = %s",
+                     (now - timedelta(days=3), now - timedelta(days=2), ws2))
     db = Database(fresh_db, schema=SchemaMap.from_dict({"workspaces": {"deleted_at": "deleted_at"}}))
     a = app_log(tmp_path / "a.log", now, racing, ws1)
     b = app_log(tmp_path / "b.log", now, stale, ws2)

@@ -501,8 +501,8 @@ def _strategies() -> dict[str, Strategy]:
         ),
         Strategy(
             "serializable_retry",
-            "the original code in a SERIALIZABLE transaction, retried on SQLSTATE 40001, "
-            "at most 3 attempts",
+            "the original code in a SERIALIZABLE transaction (the login only; the admin's deletion "
+            "is unchanged), retried on SQLSTATE 40001, at most 3 attempts",
             _TS_SERIALIZABLE,
             isolation="serializable",
             retry_sqlstates=("40001",),
@@ -877,12 +877,20 @@ class _Lab:
 
     def __init__(self, url: str):
         self.url = url
-        self.monitor = _connect(url, "monitor")
+        self._opened: list = []
+        try:
+            self._open(url)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, url: str) -> None:
+        self.monitor = self._track(_connect(url, "monitor"))
         # The monitor resets data between cells: never let that wait forever either.
         self.monitor.execute(SQL_SESSION_SETTINGS, {"lock": MONITOR_LOCK_TIMEOUT, "statement": STATEMENT_TIMEOUT,
                                                     "idle": IDLE_IN_TRANSACTION_TIMEOUT})
-        self.login_conn = _connect(url, "login")
-        self.delete_conn = _connect(url, "delete")
+        self.login_conn = self._track(_connect(url, "login"))
+        self.delete_conn = self._track(_connect(url, "delete"))
         for conn in (self.login_conn, self.delete_conn):
             conn.execute(SQL_SESSION_SETTINGS, {"lock": LOCK_TIMEOUT, "statement": STATEMENT_TIMEOUT,
                                                 "idle": IDLE_IN_TRANSACTION_TIMEOUT})
@@ -896,12 +904,17 @@ class _Lab:
         }
         self.server = "PostgreSQL " + str(self.monitor.execute(SQL_SERVER_VERSION).fetchone()[0])
 
+    def _track(self, conn):
+        self._opened.append(conn)
+        return conn
+
     def close(self) -> None:
-        for conn in (self.login_conn, self.delete_conn, self.monitor):
+        for conn in reversed(self._opened):
             try:
                 conn.close()
             except Exception:  # noqa: BLE001
                 pass
+        self._opened.clear()
 
     # -- one cell ----------------------------------------------------------------------
     def reset(self, strategy: Strategy) -> dict[str, Any]:
@@ -1191,11 +1204,26 @@ def run_race_lab(scratch_url: str | None = None, *, strategies=None, interleavin
         lab = _Lab(url)
         try:
             return [lab.run_cell(STRATEGIES[s], i) for s in strategy_names for i in interleaving_names]
+        except Exception as exc:  # noqa: BLE001 - the lab's own connections failing, scrubbed
+            raise _lab_error(exc, url) from None
         finally:
             lab.close()
     finally:
         if server is not None and dbname is not None:
             server.drop_database(dbname)
+
+
+def _lab_error(exc: Exception, url: str) -> Exception:
+    """A driver error on the lab's own connections (not a cell's outcome) as one scrubbed line."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.Error):
+        return exc
+    parts = _url_parts(url)
+    text = _scrub(_error_text(exc), url, parts)
+    if isinstance(exc, psycopg.OperationalError):
+        return ConnectionFailed(f"the race lab lost its scratch {_describe(parts)}: {text}")
+    return QueryFailed(f"the race lab failed on its scratch {_describe(parts)}: {text}")
 
 
 # -- reading the results -----------------------------------------------------------------------
@@ -1390,8 +1418,10 @@ def recommended(results: Sequence[CellResult]) -> Strategy:
     if closers:
         best = min(closers, key=lambda x: (x.cost_key(), order.index(x.strategy)))
     else:
-        best = min((x for x in v.values() if x.strategy in STRATEGIES),
-                   key=lambda x: (len(x.login_failures), x.cost_key(), order.index(x.strategy)))
+        known = [x for x in v.values() if x.strategy in STRATEGIES]
+        if not known:
+            raise ConfigError("the results name no strategy the lab knows")
+        best = min(known, key=lambda x: (len(x.login_failures), x.cost_key(), order.index(x.strategy)))
     return STRATEGIES[best.strategy]
 
 
