@@ -336,7 +336,7 @@ def test_real_race_between_two_sessions_is_concurrent_deletion(pg_server, fresh_
         j = only(result, user=user)
         assert j.verdict == "concurrent_deletion", j.evidence
         assert j.workspace_id == ws
-        assert 0 <= j.seconds_after_deletion < 1.0
+        assert -0.01 < j.seconds_after_deletion < 1.0  # the log has milliseconds, the audit microseconds
         text = " ".join(j.evidence)
         assert f"audit transaction {j.transaction_id}" in text
         assert invite in text and "by cascade" in text

@@ -171,6 +171,14 @@ def cmd_remediation(args) -> int:
     return 0
 
 
+def cmd_lab(args) -> int:
+    from .lab import open_lab
+
+    extra = args.jupyter_args[1:] if args.jupyter_args[:1] == ["--"] else args.jupyter_args
+    return open_lab(port=args.port, no_browser=args.no_browser, extra=extra,
+                    database_url_env=args.database_url_env)
+
+
 def cmd_server(args) -> int:
     from .embedded import default_server
 
@@ -248,6 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("remediation", help="write the remediation SQL files for review")
     p.add_argument("--out", metavar="DIR", required=True)
     p.set_defaults(func=cmd_remediation)
+
+    p = sub.add_parser("lab", help="open JupyterLab on the notebooks (the demo database ready when no DATABASE_URL)")
+    p.add_argument("--port", type=int, metavar="N")
+    p.add_argument("--no-browser", action="store_true")
+    p.add_argument("--database-url-env", metavar="NAME", default=config.DEFAULT_URL_ENV)
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, metavar="-- JUPYTER_ARGS",
+                   help="passed to jupyter lab after a --")
+    p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("server", help="the embedded PostgreSQL server: start, stop, status")
     p.add_argument("action", choices=["start", "stop", "status"])

@@ -12,7 +12,12 @@ from typing import Any
 
 from . import __version__
 from .connection import Database
+from .redact import label
 from .schema import SchemaMap
+
+#: Mimetype of the headline figures a notebook records for the index across runs. Exporters
+#: render nothing for it; ``read_records`` reads it back from executed notebooks.
+RECORD_MIME = "application/vnd.incidentkit.record+json"
 
 
 def connect(database_url_env: str = "", schema_map: str = "") -> Database:
@@ -50,7 +55,7 @@ def header(db: Database, parameters: dict[str, Any] | None = None, snapshot_at: 
     ]
     for key, value in (parameters or {}).items():
         lines.append(f"| Parameter `{key}` | `{_show(value)}` |")
-    return Markdown("\n".join(lines))
+    return Markdown(label("\n".join(lines)))
 
 
 def _show(value: Any) -> str:
@@ -63,7 +68,7 @@ def table(frame, caption: str | None = None):
     from IPython.display import Markdown
 
     body = frame_to_markdown(frame)
-    return Markdown((f"**{caption}**\n\n" if caption else "") + body)
+    return Markdown(label((f"**{caption}**\n\n" if caption else "") + body))
 
 
 def frame_to_markdown(frame) -> str:
@@ -93,4 +98,32 @@ def conclusion(diagnosis):
     """A Markdown paragraph that reads the diagnosis: clean, or what offends and how much."""
     from IPython.display import Markdown
 
-    return Markdown(diagnosis.conclusion_markdown())
+    return Markdown(label(diagnosis.conclusion_markdown()))
+
+
+def markdown(text: str):
+    """Markdown text as a cell's result (pseudonymised when the report is redacted)."""
+    from IPython.display import Markdown
+
+    return Markdown(label(text))
+
+
+def record(name: str, value: Any) -> None:
+    """Record a headline figure in the executed notebook (JSON value), for the index across runs."""
+    import json
+
+    from IPython.display import display
+
+    json.dumps(value)  # fail here, not when the index is read, if it is not JSON
+    display({RECORD_MIME: {"name": name, "value": value}}, raw=True)
+
+
+def read_records(nb) -> dict[str, Any]:
+    """The figures recorded in an executed notebook (nbformat node or dict), by name."""
+    out: dict[str, Any] = {}
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            data = (output.get("data") or {}).get(RECORD_MIME)
+            if isinstance(data, dict) and "name" in data:
+                out[data["name"]] = data.get("value")
+    return out

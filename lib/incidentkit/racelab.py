@@ -1446,7 +1446,7 @@ def _cell_text(cell: CellResult) -> str:
     dw = _delete_waited(cell)
     if dw:
         delete += f", waited {sum(w['seconds'] for w in dw) * 1000:.0f} ms"
-    return f"login {login} | delete {delete}"
+    return f"login {login} / delete {delete}"
 
 
 def matrix_frame(results: Sequence[CellResult]):
@@ -1486,7 +1486,7 @@ def styled_matrix(results: Sequence[CellResult]):
         if r.strategy in colours.index and r.interleaving in colours.columns:
             colours.loc[r.strategy, r.interleaving] = f"background-color: {_colour(r)}; color: #212529"
     return (frame.style.apply(lambda _: colours, axis=None)
-            .set_caption("Race lab: login | deletion, observed on PostgreSQL "
+            .set_caption("Race lab: login / deletion, observed on PostgreSQL "
                          "(green ok, amber waited/blocked/refused, red login failed)")
             .set_properties(**{"white-space": "pre-wrap", "font-size": "0.85em"}))
 
