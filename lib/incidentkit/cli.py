@@ -155,9 +155,10 @@ def cmd_race(args) -> int:
     if args.json:
         _print_json([r.to_dict() for r in results])
     else:
-        from .racelab import conclusions, text_matrix
+        from .notebook import frame_to_markdown
+        from .racelab import conclusions, matrix_frame
 
-        print(text_matrix(results))
+        print(frame_to_markdown(matrix_frame(results)))
         print()
         print("\n".join(conclusions(results)))
     return 0

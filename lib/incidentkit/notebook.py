@@ -55,6 +55,8 @@ def header(db: Database, parameters: dict[str, Any] | None = None, snapshot_at: 
     ]
     for key, value in (parameters or {}).items():
         lines.append(f"| Parameter `{key}` | `{_show(value)}` |")
+    record("run", {"database": db.describe(), "snapshot_at": when.isoformat().replace("+00:00", "Z"),
+                   "version": __version__})
     return Markdown(label("\n".join(lines)))
 
 
@@ -75,6 +77,10 @@ def frame_to_markdown(frame) -> str:
     """A pipe table without the tabulate dependency; cells escaped for Markdown."""
     if frame is None or len(frame.columns) == 0:
         return "_(no columns)_"
+    import pandas as pd
+
+    if not isinstance(frame.index, pd.RangeIndex):  # a meaningful index (e.g. strategy names) is a column
+        frame = frame.reset_index()
     cols = [str(c) for c in frame.columns]
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     if len(frame) == 0:
@@ -127,3 +133,10 @@ def read_records(nb) -> dict[str, Any]:
             if isinstance(data, dict) and "name" in data:
                 out[data["name"]] = data.get("value")
     return out
+
+
+def rich_table(styler):
+    """A pandas Styler: coloured in Jupyter and HTML, a pipe table in the Markdown report."""
+    from IPython.display import display
+
+    display({"text/html": label(styler.to_html()), "text/markdown": label(frame_to_markdown(styler.data))}, raw=True)

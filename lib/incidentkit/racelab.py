@@ -1579,3 +1579,21 @@ __all__ = [
     "run_race_lab", "matrix_frame", "styled_matrix", "waits_frame", "conclusions", "recommended",
     "verdicts", "render_remediation", "write_remediation",
 ]
+
+
+def fix_markdown(strategy: Strategy) -> str:
+    """The recommended fix for the report: what it does, the TypeScript change, the SQL steps."""
+    return (f"**`{strategy.name}`**: {strategy.description}\n\n"
+            f"Change in `packages/web/src/server/utils/workspace.ts`:\n\n```ts\n{strategy.typescript.strip()}\n```\n\n"
+            f"The SQL steps the lab ran for it:\n\n```sql\n{strategy.sql.strip()}\n```")
+
+
+def summary(results: Sequence[CellResult]) -> dict[str, Any]:
+    """What the index and the incident document record of a lab run (JSON-ready)."""
+    v = verdicts(results)
+    return {
+        "cells": len(results),
+        "closes_race": sorted(k for k, x in v.items() if x.closes_race),
+        "does_not_close": sorted(k for k, x in v.items() if not x.closes_race),
+        "recommended": recommended(results).name if results else None,
+    }

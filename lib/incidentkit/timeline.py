@@ -26,6 +26,7 @@ from .logs import LogScan, iso_utc
 from .verdicts import (
     VERDICT_LABELS,
     History,
+    _md,
     Judged,
     _norm_ws,
     _utc,
@@ -232,11 +233,6 @@ def _lanes(ax, lanes: dict[str, int]) -> None:
     for y in lanes.values():
         ax.axhline(y, color="#dddddd", lw=0.6, zorder=1)
     ax.grid(axis="x", color="#eeeeee", lw=0.6)
-
-
-def _md(text: str) -> str:
-    """Markdown-safe: ids with underscores or asterisks shown literally."""
-    return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
 
 
 @dataclass

@@ -849,14 +849,18 @@ class Affected:
         return pd.DataFrame(rows, columns=["at", "user_id", "workspace_id", "verdict", "deleted_at",
                                            "deletion_transaction_id", "seconds_after_deletion"])
 
-    def summary_markdown(self) -> str:
-        """Each failure's verdict and evidence, as Markdown."""
+    def summary_markdown(self, limit: int | None = 30) -> str:
+        """Each failure's verdict and evidence, as Markdown (the first ``limit`` failures)."""
         if not self.failures:
             return "_No failed login in the logs._"
         parts = []
-        for j in self.failures:
-            parts.append(f"**{j.verdict}**: {j.user_id or 'unidentified user'}, workspace "
-                         f"`{j.workspace_id}`, {fmt_time(j.at)}\n\n" + "\n".join(f"- {s}" for s in j.evidence))
+        shown = self.failures if limit is None else self.failures[:limit]
+        for j in shown:
+            parts.append(f"**`{j.verdict}`**: {_md(j.user_id or 'unidentified user')}, workspace "
+                         f"`{j.workspace_id}`, {fmt_time(j.at)}\n\n" + "\n".join(f"- {_md(s)}" for s in j.evidence))
+        if len(shown) < len(self.failures):
+            parts.append(f"_... and {len(self.failures) - len(shown)} more failures (see the table above, or "
+                         "`incidentkit affected --json`)._")
         return "\n\n".join(parts)
 
     def plot_delays(self, ax=None):
@@ -894,6 +898,11 @@ class Affected:
         ax.legend(loc="upper left", fontsize=8, frameon=False, bbox_to_anchor=(1.01, 1.0))
         ax.figure.tight_layout()
         return ax
+
+
+def _md(text: str) -> str:
+    """Markdown-safe text: backslashes, asterisks and underscores shown literally."""
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
 
 
 def _tick(seconds: float) -> str:
