@@ -114,6 +114,7 @@ def cmd_report(args) -> int:
         database_url_env="" if args.demo else args.database_url_env,
         schema_map=args.schema_map or "", out_dir=args.out, date=args.date, show_code=args.show_code,
         logs=args.logs, max_users=args.max_users, window=args.window, race_lab=not args.no_race_lab,
+        redact=args.redact, redact_workspaces=args.redact_workspaces,
     )
     print("\n".join(result.lines()))
     return 0
@@ -231,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timelines rendered at most (default 20)")
     p.add_argument("--window", type=_positive_seconds, default=config.DEFAULT_WINDOW_SECONDS, metavar="S")
     p.add_argument("--no-race-lab", action="store_true", help="leave the race lab out of the report")
+    p.add_argument("--redact", action="store_true",
+                   help="replace user ids and e-mail addresses with stable pseudonyms in every artifact")
+    p.add_argument("--redact-workspaces", action="store_true", help="pseudonymise workspace ids too")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("timeline", help="one user's events, failed logins and verdicts")

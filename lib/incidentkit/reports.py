@@ -14,6 +14,7 @@ failing cell marked by papermill, is moved to ``OUT/failed/<date>-<time>/`` and
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import os
@@ -195,14 +196,35 @@ def _clean_markdown(body: str) -> str:
     return body.strip() + "\n"
 
 
+@contextlib.contextmanager
+def _kernel_env(extra: dict[str, str]):
+    """Environment the kernels inherit for this run (redaction key), restored afterwards."""
+    saved = {k: os.environ.get(k) for k in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _redact_notebook(path: Path, redactor) -> None:
+    """Pseudonymise every text field of an executed notebook (parameters, outputs, metadata)."""
+    text = path.read_text(encoding="utf-8")
+    path.write_text(redactor.text(text), encoding="utf-8")
+
+
 def render_report(runs: list[NotebookRun], out_dir: str | Path | None = None, date: str | None = None,
                   show_code: bool = False, title: str = "Incident report",
-                  progress: Callable[[str], None] | None = None) -> ReportResult:
-    """Execute ``runs`` with papermill and publish them as one dated report folder."""
-    import nbformat
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+                  progress: Callable[[str], None] | None = None, redactor=None) -> ReportResult:
+    """Execute ``runs`` with papermill and publish them as one dated report folder.
 
+    With a ``redactor`` (:class:`incidentkit.redact.Redactor`) the kernels pseudonymise what
+    they draw and show, and every text artifact is pseudonymised again before it is written.
+    """
     say = progress or progress_printer()
     date = parse_date(date)
     out_dir = _writable_out(Path(out_dir) if out_dir else config.reports_dir())
@@ -210,26 +232,11 @@ def render_report(runs: list[NotebookRun], out_dir: str | Path | None = None, da
     staging.mkdir()
     converter = Converter(show_code=show_code)
     kernel_manager = _kernel_manager_class()
-    files: list[Path] = []
+    if redactor is not None:
+        runs = [NotebookRun(r.notebook, r.name, r.parameters, redactor.text(r.title)) for r in runs]
     try:
-        for i, run in enumerate(runs, 1):
-            say(f"[{i}/{len(runs)}] {run.name}")
-            target = staging / f"{run.name}.ipynb"
-            allowed = declared_parameters(run.notebook)
-            params = {k: v for k, v in run.parameters.items() if k in allowed}
-            try:
-                papermill.execute_notebook(str(run.notebook), str(target), parameters=params,
-                                           kernel_name="python3", progress_bar=False, log_output=False,
-                                           report_mode=not show_code, cwd=str(run.notebook.parent),
-                                           kernel_manager_class=kernel_manager)
-            except PapermillExecutionError as e:
-                raise _fail(staging, out_dir, f"{run.name} failed at cell {e.exec_count}: "
-                                              f"{e.ename}: {_first_line(e.evalue)}") from None
-            except Exception as e:  # the kernel died, could not start, timed out...
-                raise _fail(staging, out_dir, f"{run.name} failed: {type(e).__name__}: {_first_line(e)}") from None
-            nb = nbformat.read(str(target), as_version=4)
-            files.append(target)
-            files.extend(converter.write(nb, staging, run.name, run.title))
+        with _kernel_env(redactor.env() if redactor is not None else {}):
+            files = _execute_all(runs, staging, out_dir, show_code, converter, kernel_manager, say, redactor)
         files.extend(write_entry_page(staging, runs, date, title))
     except ReportFailed:
         raise
@@ -240,6 +247,40 @@ def render_report(runs: list[NotebookRun], out_dir: str | Path | None = None, da
     final = _publish(staging, out_dir, date)
     index = write_index(out_dir)
     return ReportResult(final, date, [final / p.relative_to(staging) for p in files] + index, runs)
+
+
+def _execute_all(runs, staging: Path, out_dir: Path, show_code: bool, converter: "Converter", kernel_manager,
+                 say, redactor) -> list[Path]:
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    files: list[Path] = []
+    for i, run in enumerate(runs, 1):
+        say(f"[{i}/{len(runs)}] {run.name}")
+        target = staging / f"{run.name}.ipynb"
+        allowed = declared_parameters(run.notebook)
+        params = {k: v for k, v in run.parameters.items() if k in allowed}
+        try:
+            papermill.execute_notebook(str(run.notebook), str(target), parameters=params,
+                                       kernel_name="python3", progress_bar=False, log_output=False,
+                                       report_mode=not show_code, cwd=str(run.notebook.parent),
+                                       kernel_manager_class=kernel_manager)
+        except PapermillExecutionError as e:
+            if redactor is not None and target.exists():
+                _redact_notebook(target, redactor)
+            raise _fail(staging, out_dir, f"{run.name} failed at cell {e.exec_count}: "
+                                          f"{e.ename}: {_first_line(e.evalue)}") from None
+        except Exception as e:  # the kernel died, could not start, timed out...
+            if redactor is not None and target.exists():
+                _redact_notebook(target, redactor)
+            raise _fail(staging, out_dir, f"{run.name} failed: {type(e).__name__}: {_first_line(e)}") from None
+        if redactor is not None:
+            _redact_notebook(target, redactor)
+        nb = nbformat.read(str(target), as_version=4)
+        files.append(target)
+        files.extend(converter.write(nb, staging, run.name, run.title))
+    return files
 
 
 def write_entry_page(folder: Path, runs: list[NotebookRun], date: str, title: str) -> list[Path]:
@@ -317,12 +358,16 @@ def plan(database_url_env: str = "", schema_map: str = "", logs: list[str] | Non
 
 def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, date: str | None = None,
                show_code: bool = False, logs: list[str] | None = None, max_users: int = config.DEFAULT_MAX_USERS,
-               window: float = config.DEFAULT_WINDOW_SECONDS, race_lab: bool = True) -> ReportResult:
+               window: float = config.DEFAULT_WINDOW_SECONDS, race_lab: bool = True, redact: bool = False,
+               redact_workspaces: bool = False) -> ReportResult:
     """Plan and render the full report for a database (the demo when ``database_url_env`` is empty)."""
+    from .redact import Redactor
+
     parse_date(date)
     _writable_out(Path(out_dir) if out_dir else config.reports_dir())
     runs = plan(database_url_env, schema_map, logs, max_users, window, race_lab)
-    return render_report(runs, out_dir, date, show_code)
+    redactor = Redactor.new(workspaces=redact_workspaces) if (redact or redact_workspaces) else None
+    return render_report(runs, out_dir, date, show_code, redactor=redactor)
 
 
 def render_demo(out_dir=None, date: str | None = None) -> ReportResult:
