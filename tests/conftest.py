@@ -193,3 +193,19 @@ def grant_reader(url: str, role: str = "ik_reader") -> None:
         for schema in ("public", "audit"):
             conn.execute(f"grant usage on schema {schema} to {role}")
             conn.execute(f"grant select on all tables in schema {schema} to {role}")
+
+
+@pytest.fixture(scope="session")
+def demo_report(tmp_path_factory, pg_server):
+    """``incidentkit demo --out DIR`` run once, as a user runs it; (run folder, reports dir, process)."""
+    import datetime as dt
+    import shutil
+    import subprocess
+
+    out = tmp_path_factory.mktemp("demo-reports")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    proc = subprocess.run([shutil.which("incidentkit"), "demo", "--out", str(out)], capture_output=True, text=True,
+                          env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    folder = out / dt.datetime.now(dt.timezone.utc).date().isoformat()
+    return folder, out, proc

@@ -25,7 +25,9 @@ def test_files_per_notebook(diagnosis_report):
     assert folder.name == "2025-10-08"
     for name in ("01-diagnosis.ipynb", "01-diagnosis.html", "01-diagnosis.md", "README.md", "index.html"):
         assert (folder / name).is_file(), name
-    assert set(diagnosis_report.files) == {p for p in folder.rglob("*") if p.is_file()}
+    in_folder = {p for p in diagnosis_report.files if folder in p.parents}
+    assert in_folder == {p for p in folder.rglob("*") if p.is_file()}
+    assert {p.name for p in diagnosis_report.files if folder not in p.parents} == {"index.md", "index.html"}
 
 
 def test_markdown_has_pipe_tables_and_relative_images(diagnosis_report):

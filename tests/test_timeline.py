@@ -158,3 +158,50 @@ def test_unknown_workspace_timeline(fresh_db):
 
     wt = workspace_timeline(Database(fresh_db), str(uuid.uuid4()))
     assert wt.events == [] and not wt.exists and "unknown" in wt.notes[0]
+
+
+def test_timeline_without_deletion_source(fresh_db, tmp_path):
+    from incidentkit import SchemaMap
+
+    user = uid()
+    with admin(fresh_db) as conn:
+        ws = new_workspace(conn)
+        add_member(conn, ws, user)
+        conn.execute("delete from workspaces where id = %s", (ws,))
+        now = db_now(conn)
+    db = Database(fresh_db, schema=SchemaMap.from_dict({"deletions": {"source": "none"}}))
+    tl = user_timeline(db, user, logs=app_log(tmp_path / "app.log", now, user, ws))
+    assert tl.deletion_source == "none"
+    assert any("No deletion source" in n for n in tl.notes)
+    assert [j.verdict for j in tl.failures] == ["insufficient_evidence"]
+    assert not any(e.kind == "deleted" for e in tl.events)
+    assert "unknown" in user_timeline(db, uid()).notes[0]
+
+
+def test_soft_delete_timeline(fresh_db):
+    from incidentkit import SchemaMap
+
+    user = uid()
+    with admin(fresh_db) as conn:
+        conn.execute("alter table workspaces add column deleted_at timestamptz")
+        ws = new_workspace(conn)
+        add_member(conn, ws, user)
+        conn.execute("update workspaces set deleted_at = now() where id = %s", (ws,))
+    db = Database(fresh_db, schema=SchemaMap.from_dict({"workspaces": {"deleted_at": "deleted_at"}}))
+    tl = user_timeline(db, user)
+    assert [(e.source, e.kind) for e in tl.events] == [("workspaces", "created"), ("memberships", "joined"),
+                                                       ("workspaces", "deleted")]
+    assert "soft-delete" in tl.events[-1].detail
+
+
+def test_plot_is_redacted_when_the_report_is(demo_db, monkeypatch):
+    from incidentkit.redact import Redactor
+
+    for key, value in Redactor.new(workspaces=True).env().items():
+        monkeypatch.setenv(key, value)
+    import matplotlib.pyplot as plt
+
+    ax = user_timeline(demo_db, DEMO_USER).plot()
+    texts = [a.get_title("left") for a in ax.figure.axes] + [t.get_text() for a in ax.figure.axes for t in a.texts]
+    assert texts and not any(DEMO_USER in t or DEMO_WS in t for t in texts)
+    plt.close("all")

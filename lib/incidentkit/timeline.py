@@ -16,8 +16,8 @@ timestamp columns when the audit log has nothing) and ``logs``.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,8 @@ from .logs import LogScan, iso_utc
 from .verdicts import (
     VERDICT_LABELS,
     History,
-    _md,
     Judged,
-    _norm_ws,
-    _utc,
+    as_utc,
     check_user_id,
     check_window,
     check_workspace_id,
@@ -37,6 +35,8 @@ from .verdicts import (
     fmt_time,
     judge_failures,
     load_failures,
+    md_escape,
+    normalize_workspace_id,
 )
 
 SOURCES = ("memberships", "workspaces", "users", "logs")
@@ -113,6 +113,22 @@ class Timeline:
                              for j in self.failures],
                             columns=["at", "user_id", "workspace_id", "verdict", "seconds_after_deletion"])
 
+    def text(self) -> str:
+        """Plain text for the terminal: the events, then each failure's verdict and evidence, then the notes."""
+        lines = [f"Timeline of {self.subject} ({self.database}; window ±{self.window:g} s; deletions from: "
+                 f"{self.deletion_source})", ""]
+        if not self.events:
+            lines.append("(no event recorded)")
+        width = max((len(s) for s in SOURCES), default=0)
+        for e in self.events:
+            lines.append(f"{fmt_time(e.at):<31} {e.source:<{width}}  {e.kind:<25} {e.detail}")
+        for j in self.failures:
+            lines += ["", f"Failure at {fmt_time(j.at)}: {j.verdict} ({VERDICT_LABELS[j.verdict]})"]
+            lines += [f"    - {s}" for s in j.evidence]
+        if self.notes:
+            lines += [""] + [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
     def summary_markdown(self) -> str:
         """The verdict of each failed login and its evidence, then the notes, as Markdown."""
         lines = [f"### Timeline of {self.subject}", ""]
@@ -122,10 +138,10 @@ class Timeline:
             lines.append(f"**Failure at {fmt_time(j.at)}** (workspace `{j.workspace_id}`): "
                          f"**`{j.verdict}`**: {VERDICT_LABELS[j.verdict]}.")
             lines.append("")
-            lines += [f"- {_md(s)}" for s in j.evidence]
+            lines += [f"- {md_escape(s)}" for s in j.evidence]
             lines.append("")
         if self.notes:
-            lines += ["", "**Notes**", ""] + [f"- {_md(n)}" for n in self.notes]
+            lines += ["", "**Notes**", ""] + [f"- {md_escape(n)}" for n in self.notes]
         return "\n".join(lines).rstrip() + "\n"
 
     # -- the picture -------------------------------------------------------------------
@@ -138,6 +154,8 @@ class Timeline:
         """
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
+
+        from .redact import label
 
         focus = self.failures[0] if self.failures else None
         if ax is None:
@@ -165,9 +183,9 @@ class Timeline:
         locator = mdates.AutoDateLocator()
         ax.xaxis.set_major_locator(locator)
         ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        ax.set_title(f"Timeline of {self.subject} (UTC)" + ("" if self.exists else " (no row now)"), loc="left")
-        handles = [plt.Line2D([], [], marker=_STYLE[k][0], color=_STYLE[k][1], ls="", label=label)
-                   for k, label in (("created", "created / joined"), ("deleted", "deleted / removed"),
+        ax.set_title(label(f"Timeline of {self.subject} (UTC)" + ("" if self.exists else " (no row now)")), loc="left")
+        handles = [plt.Line2D([], [], marker=_STYLE[k][0], color=_STYLE[k][1], ls="", label=name)
+                   for k, name in (("created", "created / joined"), ("deleted", "deleted / removed"),
                                     ("primary_workspace_changed", "changed"), ("login_failed", "failed login"))]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
         if not self.events:
@@ -187,6 +205,8 @@ class Timeline:
         return None if self.exists else ("users", "no row in users now")
 
     def _plot_zoom(self, zoom, focus: Judged, lanes: dict[str, int]) -> None:
+        from .redact import label
+
         t = focus.at
         others = [abs((e.at - t).total_seconds()) for e in self.events if e.source != "logs"]
         near = min((d for d in others if d <= max(60.0, 10 * self.window)), default=None)
@@ -200,8 +220,8 @@ class Timeline:
             style = _STYLE.get(e.kind, _STYLE["updated"])
             zoom.scatter([x], [lanes[e.source]], marker=style[0], color=style[1], s=style[2] * 1.3, zorder=3,
                          edgecolors="none")
-            label = f"{e.kind} {x:+.0f} ms" if e.source != "logs" else f"{e.kind} {fmt_time(e.at)[11:23]}"
-            zoom.annotate(label, (x, lanes[e.source]), xytext=(4, 7 if i % 2 == 0 else -12),
+            tag = f"{e.kind} {x:+.0f} ms" if e.source != "logs" else f"{e.kind} {fmt_time(e.at)[11:23]}"
+            zoom.annotate(tag, (x, lanes[e.source]), xytext=(4, 7 if i % 2 == 0 else -12),
                           textcoords="offset points", fontsize=7.5, color="#333")
         zoom.set_xlim(-half_ms, half_ms)
         _lanes(zoom, lanes)
@@ -212,7 +232,7 @@ class Timeline:
         detail = next((s for s in focus.evidence if "deleted" in s), "")
         if detail:
             text += "\n" + "\n".join(textwrap.wrap(detail, 120))
-        zoom.text(0.0, -0.42, text, transform=zoom.transAxes, ha="left", va="top", fontsize=9,
+        zoom.text(0.0, -0.42, label(text), transform=zoom.transAxes, ha="left", va="top", fontsize=9,
                   color="#c44e52" if focus.verdict == "concurrent_deletion" else "#333")
 
 
@@ -255,10 +275,10 @@ class WorkspaceTimeline(Timeline):
 
 
 # -- building ---------------------------------------------------------------------------------
-def _scan(logs) -> tuple[LogScan | None, list[str]]:
+def _scan(logs, user_pattern: str | None = None) -> tuple[LogScan | None, list[str]]:
     if logs is None:
         return None, ["No logs given: failed logins are not shown (pass logs=PATHS, or --logs)."]
-    return load_failures(logs), []
+    return load_failures(logs, user_pattern), []
 
 
 def _membership_events(h: History, lives) -> list[Event]:
@@ -307,11 +327,11 @@ def _user_events(h: History, uid: str) -> list[Event]:
     ins = [c for c in changes if c.action == "I"]
     if ins:
         c = ins[0]
-        out.append(Event(c.at, "users", "created", _norm_ws(c.values.get("primary_workspace_id")),
+        out.append(Event(c.at, "users", "created", normalize_workspace_id(c.values.get("primary_workspace_id")),
                          f"user {uid} created with primary workspace {c.values.get('primary_workspace_id')} "
                          f"(audit transaction {c.transaction_id})"))
-    elif row and _utc(row.get("created_at")):
-        out.append(Event(_utc(row["created_at"]), "users", "created", _norm_ws(row.get("primary_workspace_id")),
+    elif row and as_utc(row.get("created_at")):
+        out.append(Event(as_utc(row["created_at"]), "users", "created", normalize_workspace_id(row.get("primary_workspace_id")),
                          f"user {uid} created with primary workspace {row.get('primary_workspace_id')} "
                          "(created_at column)"))
     later = [c for c in changes if c.action in ("U", "D")]
@@ -323,7 +343,7 @@ def _user_events(h: History, uid: str) -> list[Event]:
         nxt = later[i + 1].values if i + 1 < len(later) else (row or {})
         new = nxt.get("primary_workspace_id", old)
         if old != new:
-            out.append(Event(c.at, "users", "primary_workspace_changed", _norm_ws(new),
+            out.append(Event(c.at, "users", "primary_workspace_changed", normalize_workspace_id(new),
                              f"primary workspace of {uid} changed from {old} to {new} "
                              f"(audit transaction {c.transaction_id})"))
         else:
@@ -355,16 +375,17 @@ def _source_notes(m) -> list[str]:
     return []
 
 
-def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT_WINDOW_SECONDS) -> Timeline:
+def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT_WINDOW_SECONDS,
+                  user_pattern: str | None = None) -> Timeline:
     """Everything recorded about ``user_id``, in time order, with a verdict for each failed login.
 
     ``logs``: None (the demo's log for the demo database, else no logs), a :class:`LogScan`, or
-    paths (files, globs, directories). An unknown user is not an error: the timeline is empty
-    and its notes say so.
+    paths (files, globs, directories), scanned with ``user_pattern`` when given. An unknown user
+    is not an error: the timeline is empty and its notes say so.
     """
     uid = check_user_id(user_id)
     w = check_window(window)
-    scan, notes = _scan(default_logs(db) if logs is None else logs)
+    scan, notes = _scan(default_logs(db) if logs is None else logs, user_pattern)
     mine = [f for f in scan.failures if f.user_id == uid] if scan else []
     userless = [f for f in scan.failures if f.user_id is None and f.workspace_id] if scan else []
     m = db.schema
@@ -372,7 +393,7 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
         m.check(r)
         h, judged = judge_failures(r, m, mine, w, user_ids=[uid], user_history=True)
         my_ws = {lf.workspace_id for lf in h.memberships_of(uid)}
-        candidates = [f for f in userless if _norm_ws(f.workspace_id) in my_ws]
+        candidates = [f for f in userless if normalize_workspace_id(f.workspace_id) in my_ws]
         if candidates:
             _, more = judge_failures(r, m, candidates, w)
             judged += [j for j in more if j.user_id == uid]
@@ -382,8 +403,8 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
     lives = h.memberships_of(uid)
     wids = {lf.workspace_id for lf in lives} | {j.workspace_id for j in judged}
     row = h.users.get(uid)
-    wids |= {_norm_ws(row.get("primary_workspace_id"))} if row else set()
-    wids |= {_norm_ws(c.values.get("primary_workspace_id")) for c in h.changes_of("users", uid)}
+    wids |= {normalize_workspace_id(row.get("primary_workspace_id"))} if row else set()
+    wids |= {normalize_workspace_id(c.values.get("primary_workspace_id")) for c in h.changes_of("users", uid)}
     wids &= h.looked_up_workspaces | {j.workspace_id for j in judged}
     events = _membership_events(h, lives) + _workspace_events(h, wids) + _user_events(h, uid) + _failure_events(judged)
     exists = row is not None
@@ -401,13 +422,13 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
     return Timeline(uid, _sorted(events), judged, exists, notes, w, m.deletion_source, db.describe(), snapshot_at)
 
 
-def workspace_timeline(db, workspace_id: str, *, logs=None,
-                       window: float = config.DEFAULT_WINDOW_SECONDS) -> WorkspaceTimeline:
+def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = config.DEFAULT_WINDOW_SECONDS,
+                       user_pattern: str | None = None) -> WorkspaceTimeline:
     """Everything recorded about one workspace: created, deleted, memberships, members' rows, failures."""
     wid = check_workspace_id(workspace_id)
     w = check_window(window)
-    scan, notes = _scan(default_logs(db) if logs is None else logs)
-    mine = [f for f in scan.failures if _norm_ws(f.workspace_id) == wid] if scan else []
+    scan, notes = _scan(default_logs(db) if logs is None else logs, user_pattern)
+    mine = [f for f in scan.failures if normalize_workspace_id(f.workspace_id) == wid] if scan else []
     m = db.schema
     with db.read() as r:
         m.check(r)
@@ -420,7 +441,7 @@ def workspace_timeline(db, workspace_id: str, *, logs=None,
         row = h.users.get(uid)
         created = h.user_created_at(uid)
         if row and created:
-            events.append(Event(created, "users", "created", _norm_ws(row.get("primary_workspace_id")),
+            events.append(Event(created, "users", "created", normalize_workspace_id(row.get("primary_workspace_id")),
                                 f"member {uid} has a user row, created with primary workspace "
                                 f"{row.get('primary_workspace_id')} (created_at column)"))
     exists = h.workspace_exists(wid)

@@ -136,7 +136,7 @@ def _relative(at: datetime, t: datetime) -> str:
     return f"{fmt_duration(delta)} {'before' if delta < 0 else 'after'} the failure"
 
 
-def _utc(value: Any) -> datetime | None:
+def as_utc(value: Any) -> datetime | None:
     """A timestamp from a row or from ``row_data`` JSON (ISO text), as an aware UTC datetime."""
     if value is None:
         return None
@@ -475,10 +475,10 @@ class History:
             return audit
         created = None
         if wid in self.workspaces:
-            created = _utc(self.workspaces[wid].get("created_at"))
+            created = as_utc(self.workspaces[wid].get("created_at"))
         if created is None:
             for c in self.changes_of("workspaces", wid):
-                created = created or _utc(c.values.get("created_at"))
+                created = created or as_utc(c.values.get("created_at"))
         return [Stamp(created, None, "column")] if created else []
 
     def workspace_deletions(self, wid: str) -> list[Deletion]:
@@ -491,12 +491,12 @@ class History:
             cascaded = tuple(
                 (x.row_id, x.values.get("user_id"))
                 for x in self._removed_by_tx.get(c.transaction_id, [])
-                if _norm_ws(x.values.get("workspace_id")) == wid
+                if normalize_workspace_id(x.values.get("workspace_id")) == wid
             )
             out.append(Deletion(c.at, c.transaction_id, "audit", cascaded))
         row = self.workspaces.get(wid)
         if self.deletion_source == "soft_delete" and row and row.get("deleted_at") is not None:
-            out.append(Deletion(_utc(row["deleted_at"]), None, "soft_delete", None))
+            out.append(Deletion(as_utc(row["deleted_at"]), None, "soft_delete", None))
         return sorted(out, key=lambda d: d.at)
 
     def workspace_exists(self, wid: str) -> bool:
@@ -522,10 +522,10 @@ class History:
                 values.update({k: v for k, v in now.items() if v is not None})
             ins = [c for c in changes if c.action == "I"]
             dels = [c for c in changes if c.action == "D"]
-            joined_at = ins[0].at if ins else _utc(values.get("joined_at"))
+            joined_at = ins[0].at if ins else as_utc(values.get("joined_at"))
             out[mid] = MembershipLife(
                 id=mid,
-                workspace_id=_norm_ws(values.get("workspace_id")),
+                workspace_id=normalize_workspace_id(values.get("workspace_id")),
                 user_id=None if values.get("user_id") is None else str(values.get("user_id")),
                 joined_at=joined_at,
                 joined_tx=ins[0].transaction_id if ins else None,
@@ -549,10 +549,10 @@ class History:
         if ins:
             return ins[0].at
         row = self.users.get(user_id)
-        return _utc(row.get("created_at")) if row else None
+        return as_utc(row.get("created_at")) if row else None
 
 
-def _norm_ws(value: Any) -> str | None:
+def normalize_workspace_id(value: Any) -> str | None:
     if value is None:
         return None
     text = str(value)
@@ -583,7 +583,7 @@ def collect(reader, m, *, user_ids: Iterable[str] = (), workspace_ids: Iterable[
     ws_type = types.get("workspaces.id")
 
     def usable(ids: Iterable[str]) -> list[str]:
-        ids = {_norm_ws(i) for i in ids if i}
+        ids = {normalize_workspace_id(i) for i in ids if i}
         if ws_type == "uuid":
             return sorted(i for i in ids if is_workspace_id(i))
         return sorted(ids)
@@ -602,8 +602,8 @@ def collect(reader, m, *, user_ids: Iterable[str] = (), workspace_ids: Iterable[
             row_id = values.get("id")
             if row_id is None:
                 continue
-            row_id = _norm_ws(row_id) if entity == "workspaces" else str(row_id)
-            at = _utc(r["at"])
+            row_id = normalize_workspace_id(row_id) if entity == "workspaces" else str(row_id)
+            at = as_utc(r["at"])
             key = (entity, row_id, (r["action"] or "").strip(), at, r["transaction_id"])
             if key in seen:
                 continue
@@ -618,7 +618,7 @@ def collect(reader, m, *, user_ids: Iterable[str] = (), workspace_ids: Iterable[
     if audit and user_history:
         add_changes("users", queries.audit_user_rows(reader, m, uids))
     for row in queries.current_memberships(reader, m, user_ids=uids, workspace_ids=wids, types=types):
-        row["workspace_id"] = _norm_ws(row["workspace_id"])
+        row["workspace_id"] = normalize_workspace_id(row["workspace_id"])
         h.memberships[row["id"]] = row
     if audit:
         add_changes("memberships", queries.audit_membership_inserts(reader, m, user_ids=uids, workspace_ids=scan_wids))
@@ -626,13 +626,13 @@ def collect(reader, m, *, user_ids: Iterable[str] = (), workspace_ids: Iterable[
     # Round 2: every workspace the users' rows reference.
     more = set(wids)
     more |= {r["workspace_id"] for r in h.memberships.values() if r.get("user_id") in uids}
-    more |= {_norm_ws(c.values.get("workspace_id")) for c in h.changes if c.entity == "memberships"}
-    more |= {_norm_ws(r.get("primary_workspace_id")) for r in h.users.values()}
-    more |= {_norm_ws(c.values.get("primary_workspace_id")) for c in h.changes if c.entity == "users"}
+    more |= {normalize_workspace_id(c.values.get("workspace_id")) for c in h.changes if c.entity == "memberships"}
+    more |= {normalize_workspace_id(r.get("primary_workspace_id")) for r in h.users.values()}
+    more |= {normalize_workspace_id(c.values.get("primary_workspace_id")) for c in h.changes if c.entity == "users"}
     all_wids = usable(x for x in more if x)
     h.looked_up_workspaces |= set(all_wids)
     for row in queries.current_workspaces(reader, m, all_wids, types):
-        h.workspaces[_norm_ws(row["id"])] = row
+        h.workspaces[normalize_workspace_id(row["id"])] = row
     if audit:
         add_changes("workspaces", queries.audit_rows_by_id(reader, m, "workspaces", all_wids))
         deletions = [(c.transaction_id, c.at) for c in h.changes
@@ -640,7 +640,7 @@ def collect(reader, m, *, user_ids: Iterable[str] = (), workspace_ids: Iterable[
         add_changes("memberships", queries.audit_cascade_rows(reader, m, deletions, CASCADE_SPAN_SECONDS))
         mids = sorted({c.row_id for c in h.changes if c.entity == "memberships"} | set(h.memberships))
         add_changes("memberships", queries.audit_rows_by_id(reader, m, "memberships", mids))
-        h.audit_since = _utc(queries.audit_first_workspace_insert(reader, m))
+        h.audit_since = as_utc(queries.audit_first_workspace_insert(reader, m))
 
     # Round 3: the user rows of the given workspaces' members (to tell who had none).
     if member_users:
@@ -660,7 +660,7 @@ def evidence_for(h: History, failure: LogFailure, window: float = config.DEFAULT
     w = check_window(window)
     t = failure.at.astimezone(timezone.utc)
     raw_ws = failure.workspace_id
-    ws = _norm_ws(raw_ws)
+    ws = normalize_workspace_id(raw_ws)
     valid = ws is not None and (h.workspace_id_type != "uuid" or is_workspace_id(ws))
     base = dict(failure_at=t, workspace_id=ws, user_id=failure.user_id, deletion_source=h.deletion_source,
                 source=failure.source, line=failure.line, audit_since=h.audit_since)
@@ -698,9 +698,11 @@ def evidence_for(h: History, failure: LogFailure, window: float = config.DEFAULT
 def _resolve_user(h: History, in_ws: list[MembershipLife], t: datetime, w: float) -> tuple[str | None, str | None]:
     """The user of a failure whose log line names none: the member of the workspace, joined before the
     failure, who had no user row at the time (their first login is the one that failed)."""
-    before = [lf for lf in in_ws if lf.user_id and lf.joined_at is not None
-              and (lf.joined_at - t).total_seconds() <= w
-              and (lf.removed_at is None or (lf.removed_at - t).total_seconds() >= -w)]
+    joined = [lf for lf in in_ws if lf.user_id and lf.joined_at is not None
+              and (lf.joined_at - t).total_seconds() <= w]
+    # prefer memberships still there around the failure; a stale read may have used an older one
+    alive = [lf for lf in joined if lf.removed_at is None or (lf.removed_at - t).total_seconds() >= -w]
+    before = alive or joined
     if not before:
         return None, ("The log record names no user, and no membership in the workspace created before the "
                       "failure is recorded.")
@@ -820,6 +822,26 @@ class Affected:
             "snapshot_at": iso_utc(self.snapshot_at) if self.snapshot_at else None,
         }
 
+    def headline(self) -> dict[str, Any]:
+        """The figures a report's index keeps: failure count, affected users, counts per verdict."""
+        return {"failures": len(self.failures),
+                "users": sorted({j.user_id for j in self.failures if j.user_id}),
+                "by_verdict": self.by_verdict()}
+
+    def text(self) -> str:
+        """Plain text for the terminal: counts per verdict, then each failure with its evidence."""
+        counts = self.by_verdict()
+        width = max(len(v) for v in VERDICTS)
+        lines = [f"{len(self.failures)} failed login{'s' if len(self.failures) != 1 else ''} in "
+                 f"{len(self.files)} file{'s' if len(self.files) != 1 else ''} ({self.skipped_lines} lines skipped); "
+                 f"window ±{self.window:g} s; deletions from: {self.deletion_source}", ""]
+        lines += [f"{v:<{width}}  {counts[v]:>6}" for v in VERDICTS]
+        for j in self.failures:
+            delay = "" if j.seconds_after_deletion is None else f"  ({j.seconds_after_deletion:+.3f} s after deletion)"
+            lines += ["", f"{fmt_time(j.at)}  {j.user_id or '-'}  {j.workspace_id or '-'}  {j.verdict}{delay}"]
+            lines += [f"    - {s}" for s in j.evidence]
+        return "\n".join(lines)
+
     def frame(self):
         """One row per failure: time, user, workspace, verdict, seconds after the deletion, where logged."""
         import pandas as pd
@@ -856,8 +878,8 @@ class Affected:
         parts = []
         shown = self.failures if limit is None else self.failures[:limit]
         for j in shown:
-            parts.append(f"**`{j.verdict}`**: {_md(j.user_id or 'unidentified user')}, workspace "
-                         f"`{j.workspace_id}`, {fmt_time(j.at)}\n\n" + "\n".join(f"- {_md(s)}" for s in j.evidence))
+            parts.append(f"**`{j.verdict}`**: {md_escape(j.user_id or 'unidentified user')}, workspace "
+                         f"`{j.workspace_id}`, {fmt_time(j.at)}\n\n" + "\n".join(f"- {md_escape(s)}" for s in j.evidence))
         if len(shown) < len(self.failures):
             parts.append(f"_... and {len(self.failures) - len(shown)} more failures (see the table above, or "
                          "`incidentkit affected --json`)._")
@@ -900,7 +922,7 @@ class Affected:
         return ax
 
 
-def _md(text: str) -> str:
+def md_escape(text: str) -> str:
     """Markdown-safe text: backslashes, asterisks and underscores shown literally."""
     return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
 
