@@ -216,10 +216,9 @@ def child_env(url: str | None = None) -> dict:
 
 
 def run_task(task: str, args: dict, *, tree: bool = False, env=None, timeout: float = 3600) -> measure.Measured:
+    """``python bench/tasks.py TASK ARGS``, measured; ``tree``: sample the RSS of its descendants too."""
     cmd = [sys.executable, TASKS, task, json.dumps(args)]
-    m = measure.run(cmd, env=env or child_env(), interval=0.05 if tree else 0, timeout=timeout) if tree else \
-        measure.run(cmd, env=env or child_env(), interval=0.25, timeout=timeout)
-    return m
+    return measure.run(cmd, env=env or child_env(), tree=tree, timeout=timeout)
 
 
 def incidentkit_cli() -> list[str]:
@@ -252,11 +251,11 @@ def measure_diagnosis(server, n: int, db: dict, repeat: int, say) -> dict:
             out["mismatches"].append(f"{what}: {figures} (expected {expected})")
 
     say(f"[{label(n)}] diagnosis: warm-up")
-    measure.run(psql_cmd(server, name, dataset.figures_sql()), interval=1)
+    measure.run(psql_cmd(server, name, dataset.figures_sql()))
     run_task("diagnose", {"url": url})
     for r in range(1, repeat + 1):
         say(f"[{label(n)}] diagnosis: round {r}/{repeat}: psql, kit in-process, kit CLI")
-        m = measure.run(psql_cmd(server, name, dataset.figures_sql()), interval=0.01)
+        m = measure.run(psql_cmd(server, name, dataset.figures_sql()))
         if not m.ok:
             raise SystemExit(f"psql failed: {m.error()}")
         check("psql", figures_from_psql(m.stdout))
@@ -266,7 +265,7 @@ def measure_diagnosis(server, n: int, db: dict, repeat: int, say) -> dict:
             raise SystemExit(f"the kit's diagnosis failed: {m.error()}")
         check("kit", m.result["figures"])
         out["kit"].append(m)
-        m = measure.run(incidentkit_cli() + ["diagnose", "--json"], env=child_env(url), interval=0.05)
+        m = measure.run(incidentkit_cli() + ["diagnose", "--json"], env=child_env(url))
         if not m.ok:
             raise SystemExit(f"incidentkit diagnose --json failed: {m.error()}")
         data = json.loads(m.stdout)
@@ -511,8 +510,8 @@ def render_markdown(ctx: dict) -> str:
         add("")
         add("`render_for` (plan incl. the affected-users read, papermill with the kit's IPC kernels, nbconvert "
             "to HTML and Markdown, entry page) vs `papermill.execute_notebook` of the same notebooks with the "
-            "same parameters and nothing else. The report log names 3 incident users of each database. Peak "
-            "RSS: the sum over the process and its kernels, sampled every 50 ms.")
+            f"same parameters and nothing else. The report log names {ctx['report_users']} incident users of each "
+            "database. Peak RSS: the sum over the process and its kernels, sampled every 50 ms.")
         add("")
         add("| users | notebooks | kit `render_for` | bare papermill | ratio | kit peak RSS | papermill peak RSS |")
         add("|---|---|---|---|---|---|---|")
@@ -731,6 +730,7 @@ def main(argv=None) -> int:
         "elapsed": time.monotonic() - t_start, "machine": machine(), "versions": versions(),
         "server_version": results[args.sizes[0]]["facts"]["server_version"], "repeat": max(1, args.repeat),
         "timeline_users": args.timeline_users, "timeline_budget": args.timeline_budget,
+        "report_users": args.report_users,
     }
     text = render_markdown(ctx)
     out = Path(args.out)

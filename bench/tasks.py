@@ -16,8 +16,19 @@ import time
 from pathlib import Path
 
 
+def _vmhwm_mb() -> float | None:
+    """This process's peak RSS since its exec (``VmHWM``)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def _done(**result) -> None:
-    print(json.dumps(result, default=str), flush=True)
+    print(json.dumps({**result, "vmhwm_mb": _vmhwm_mb()}, default=str), flush=True)
 
 
 # -- diagnosis ------------------------------------------------------------------------------

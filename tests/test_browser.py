@@ -70,7 +70,7 @@ def test_report_pages_in_chromium(browser, demo_report):
                 continue
             target = (path.parent / unquote(parsed.path)).resolve()
             assert target.is_file(), f"{path.name}: broken link {href}"
-        if path.stem.startswith("0"):
+        if path.stem.startswith(("01", "02", "03")):  # the notebooks that draw a figure
             assert facts["images"], f"{path.name} shows no figure"
 
 

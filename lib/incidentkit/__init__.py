@@ -23,6 +23,7 @@ from .exceptions import (
 )
 from .schema import SchemaMap
 from . import notebook  # noqa: E402  (cell helpers: ik.notebook.connect, .header, .table)
+from . import postmortem  # noqa: E402  (the incident document: ik.postmortem.gather)
 
 __all__ = [
     "__version__",
@@ -43,4 +44,5 @@ __all__ = [
     "check",
     "diagnose",
     "notebook",
+    "postmortem",
 ]

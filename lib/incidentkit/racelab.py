@@ -1397,7 +1397,7 @@ def conclusions(results: Sequence[CellResult]) -> list[str]:
                    f"({', '.join(closers)}): {len(bv.concurrent_delete_costs)} concurrent interleaving(s) with a "
                    f"cost to the deleting side, {bv.attempts_thrown_away} login attempt(s) thrown away, "
                    f"{bv.uncontended_statements} statements on the uncontended login. Its code change is "
-                   "recommended(results).typescript.")
+                   "shown with the recommended fix.")
     else:
         out.append("None of the strategies run closes the race.")
     return out
@@ -1573,14 +1573,6 @@ def write_remediation(out_dir, *, results: Sequence[CellResult] | None = None,
     return paths
 
 
-__all__ = [
-    "INTERLEAVINGS", "INTERLEAVING_DESCRIPTIONS", "OUTCOMES", "STRATEGIES", "REMEDIATION_FILES",
-    "CellResult", "Strategy", "Verdict",
-    "run_race_lab", "matrix_frame", "styled_matrix", "waits_frame", "conclusions", "recommended",
-    "verdicts", "render_remediation", "write_remediation",
-]
-
-
 def fix_markdown(strategy: Strategy) -> str:
     """The recommended fix for the report: what it does, the TypeScript change, the SQL steps."""
     return (f"**`{strategy.name}`**: {strategy.description}\n\n"
@@ -1597,3 +1589,12 @@ def summary(results: Sequence[CellResult]) -> dict[str, Any]:
         "does_not_close": sorted(k for k, x in v.items() if not x.closes_race),
         "recommended": recommended(results).name if results else None,
     }
+
+
+__all__ = [
+    "INTERLEAVINGS", "INTERLEAVING_DESCRIPTIONS", "OUTCOMES", "STRATEGIES", "REMEDIATION_FILES",
+    "CellResult", "Strategy", "Verdict",
+    "run_race_lab", "matrix_frame", "styled_matrix", "waits_frame", "conclusions", "recommended",
+    "verdicts", "render_remediation", "write_remediation", "fix_markdown", "summary",
+]
+

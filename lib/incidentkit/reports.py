@@ -15,6 +15,7 @@ failing cell marked by papermill, is moved to ``OUT/failed/<date>-<time>/`` and
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import html
 import os
@@ -168,7 +169,13 @@ class Converter:
         self.show_code = show_code
 
     def write(self, nb, folder: Path, stem: str, title: str) -> list[Path]:
+        from .notebook import RECORD_MIME
+
         written = []
+        nb = copy.deepcopy(nb)
+        for cell in nb.cells:  # recorded figures stay in the .ipynb; HTML and Markdown show nothing for them
+            if cell.get("outputs"):
+                cell.outputs = [o for o in cell.outputs if RECORD_MIME not in (o.get("data") or {})]
         nb.metadata["title"] = title or stem
         body, _ = self.html.from_notebook_node(nb, resources={"metadata": {"name": stem}})
         html_path = folder / f"{stem}.html"
@@ -327,8 +334,11 @@ def plan(database_url_env: str = "", schema_map: str = "", logs: list[str] | Non
     users and one timeline per affected user (at most ``max_users``); the race lab last.
     """
     params = base_parameters(database_url_env, schema_map)
-    runs = [diagnosis_run(params)]
     logs = [str(Path(p).resolve()) if not any(ch in str(p) for ch in "*?[") else str(p) for p in (logs or [])]
+    runs = [NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
+                        {**params, "logs": logs, "window_seconds": window, "race_lab": race_lab},
+                        "Incident document: the postmortem, from this run's data"),
+            diagnosis_run(params)]
     if db is None:
         from .notebook import connect
 
