@@ -23,6 +23,7 @@ from .exceptions import (
 )
 from .schema import SchemaMap
 from . import notebook  # noqa: E402  (cell helpers: ik.notebook.connect, .header, .table)
+from . import indexes  # noqa: E402  (index advice: ik.indexes.index_advice)
 from . import postmortem  # noqa: E402  (the incident document: ik.postmortem.gather)
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "UnsafeTarget",
     "check",
     "diagnose",
+    "indexes",
     "notebook",
     "postmortem",
 ]

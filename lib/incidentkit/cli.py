@@ -166,10 +166,16 @@ def cmd_race(args) -> int:
 
 
 def cmd_remediation(args) -> int:
+    from .indexes import remediation_sql
     from .racelab import write_remediation
+    from .schema import SchemaMap
 
+    schema = SchemaMap.load(args.schema_map)
     for path in write_remediation(Path(args.out)):
         print(path)
+    path = Path(args.out) / "04_investigation_indexes.sql"
+    path.write_text(remediation_sql(schema), encoding="utf-8")
+    print(path)
     return 0
 
 
@@ -260,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("remediation", help="write the remediation SQL files for review")
     p.add_argument("--out", metavar="DIR", required=True)
+    p.add_argument("--schema-map", metavar="FILE", help="TOML schema mapping for the index statements")
     p.set_defaults(func=cmd_remediation)
 
     p = sub.add_parser("lab", help="open JupyterLab on the notebooks (the demo database ready when no DATABASE_URL)")

@@ -380,3 +380,46 @@ def audit_first_workspace_insert(reader, m: SchemaMap):
         """,
         {"table": w.name, "schema": w.schema},
     )
+
+
+# -- indexes the kit relies on ------------------------------------------------------------------
+
+
+def index_definitions(reader, tables: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Every valid index on the given (schema, table)s: its definition and predicate, from the catalog."""
+    return reader.all(
+        """
+        select n.nspname as schema, c.relname as "table", i.relname as name,
+               pg_get_indexdef(x.indexrelid) as definition,
+               pg_get_expr(x.indpred, x.indrelid) as predicate
+        from pg_index x
+        join pg_class c on c.oid = x.indrelid
+        join pg_namespace n on n.oid = c.relnamespace
+        join pg_class i on i.oid = x.indexrelid
+        join unnest(%(schemas)s::text[], %(names)s::text[]) as t(s, r) on n.nspname = t.s and c.relname = t.r
+        where x.indisvalid
+        """,
+        {"schemas": [s for s, _ in tables], "names": [n for _, n in tables]},
+    )
+
+
+def estimated_rows(reader, schema: str, table: str) -> int:
+    """The planner's row estimate for a table (``pg_class.reltuples``; -1 when never analysed)."""
+    value = reader.scalar(
+        "select c.reltuples::bigint from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+        " where n.nspname = %(s)s and c.relname = %(t)s", {"s": schema, "t": table})
+    return int(value) if value is not None else -1
+
+
+def explain_cost(reader, sql: str, params: dict[str, Any]) -> tuple[float, str]:
+    """The planner's total cost for ``sql`` and the scan it would use (``EXPLAIN``, nothing executed)."""
+    plan = reader.scalar("explain (format json) " + sql, params)
+    root = plan[0]["Plan"] if isinstance(plan, list) else plan["Plan"]
+    node, scans = root, []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if "Scan" in node.get("Node Type", ""):
+            scans.append(f"{node['Node Type']}" + (f" using {node['Index Name']}" if node.get("Index Name") else ""))
+        stack.extend(node.get("Plans", []))
+    return float(root.get("Total Cost", 0.0)), ", ".join(scans)
