@@ -166,15 +166,7 @@ def diagnose(db, sample_limit: int = config.DEFAULT_SAMPLE_LIMIT, check_schema: 
         if check_schema:
             m.check(r)
         snapshot_at = r.snapshot_at
-        figures = queries.diagnosis_figures(r, m)
-        samples = {
-            "invalid_primary_workspace": queries.invalid_primary_sample(r, m, sample_limit)
-            if figures["users_with_invalid_primary_workspace"] else [],
-            "orphaned_memberships": queries.orphaned_membership_sample(r, m, sample_limit)
-            if figures["orphaned_memberships"] else [],
-            "users_without_primary_workspace": queries.users_without_primary_sample(r, m, sample_limit)
-            if figures["users_without_primary_workspace"] else [],
-        }
+        figures, samples = queries.diagnosis(r, m, sample_limit)
         fks = queries.guarding_foreign_keys(r, m)
         facts = queries.server_facts(r)
     return Diagnosis(**figures, foreign_keys=fks, samples=samples, snapshot_at=snapshot_at,
