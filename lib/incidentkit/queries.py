@@ -14,13 +14,14 @@ from .schema import SchemaMap
 
 
 def existing_columns(reader, tables: list[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
-    """The columns of each (schema, table) that exists and is readable, from the catalog."""
+    """The columns of each (schema, table) that exists, from ``pg_attribute`` (fast at any size)."""
     rows = reader.all(
         """
-        select c.table_schema, c.table_name, c.column_name
-        from information_schema.columns c
-        join unnest(%(schemas)s::text[], %(names)s::text[]) as t(s, n)
-          on c.table_schema = t.s and c.table_name = t.n
+        select n.nspname as table_schema, c.relname as table_name, a.attname as column_name
+        from unnest(%(schemas)s::text[], %(names)s::text[]) as t(s, r)
+        join pg_namespace n on n.nspname = t.s
+        join pg_class c on c.relnamespace = n.oid and c.relname = t.r
+        join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
         """,
         {"schemas": [s for s, _ in tables], "names": [n for _, n in tables]},
     )

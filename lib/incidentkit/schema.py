@@ -213,8 +213,16 @@ class SchemaMap:
         return problems
 
     def check(self, reader) -> None:
-        """Raise :class:`SchemaMismatch` naming everything missing, in one message."""
+        """Raise :class:`SchemaMismatch` naming everything missing, in one message.
+
+        A mapping that fitted once is not checked again for the same :class:`Database` object:
+        per-user reads (timelines) would otherwise pay a catalog read each.
+        """
+        db = reader.db
+        if getattr(db, "_schema_checked", None) is self:
+            return
         problems = self.missing(reader)
         if problems:
-            raise SchemaMismatch(f"{reader.db.describe()} does not match the schema mapping ({self.origin}): "
+            raise SchemaMismatch(f"{db.describe()} does not match the schema mapping ({self.origin}): "
                                  f"missing {'; '.join(problems)}")
+        db._schema_checked = self

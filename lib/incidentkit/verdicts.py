@@ -565,6 +565,17 @@ def _logical(table, row_data: Mapping[str, Any] | None) -> dict[str, Any]:
     return {logical: row_data.get(physical) for logical, physical in table.columns.items() if physical}
 
 
+def _id_types(reader, m) -> dict[str, str]:
+    """The id columns' types, read once per :class:`Database` and mapping (catalog facts)."""
+    db = reader.db
+    cached = getattr(db, "_id_types", None)
+    if cached is not None and cached[0] is m:
+        return cached[1]
+    types = queries.id_column_types(reader, m)
+    db._id_types = (m, types)
+    return types
+
+
 def collect(reader, m, *, user_ids: Iterable[str] = (), workspace_ids: Iterable[str] = (),
             scan_workspaces: Iterable[str] = (), user_history: bool = False,
             member_users: bool = True) -> History:
@@ -579,7 +590,7 @@ def collect(reader, m, *, user_ids: Iterable[str] = (), workspace_ids: Iterable[
     * with ``member_users``, the user rows of the given workspaces' members.
     """
     uids = sorted({u for u in user_ids if u})
-    types = queries.id_column_types(reader, m)
+    types = _id_types(reader, m)
     ws_type = types.get("workspaces.id")
 
     def usable(ids: Iterable[str]) -> list[str]:
