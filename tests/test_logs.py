@@ -484,3 +484,34 @@ def test_gzip_streams_too(tmp_path):
     stats = LogScan()
     assert sum(1 for _ in iter_failures(path, stats=stats)) == 20
     assert stats.skipped_lines == 0 and stats.files == [str(path)]
+
+
+class _Stderr:
+    def __init__(self, tty: bool):
+        self.tty, self.text = tty, ""
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_on_a_terminal_only(tmp_path, monkeypatch, tty):
+    import incidentkit.logs as logs_module
+
+    path = tmp_path / "big.log"
+    path.write_text("2025-10-08T09:41:27.164Z info nothing to see here\n" * 2000)
+    fake = _Stderr(tty)
+    monkeypatch.setattr(logs_module, "PROGRESS_EVERY", 10_000)
+    monkeypatch.setattr(logs_module.sys, "stderr", fake)
+    logs_module.scan_logs([path])
+    if tty:
+        assert "reading" in fake.text and "MB" in fake.text and fake.text.endswith("\n")
+    else:
+        assert fake.text == ""

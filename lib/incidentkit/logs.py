@@ -40,6 +40,7 @@ import gzip
 import json
 import os
 import re
+import sys
 import zlib
 from collections import Counter, deque
 from contextlib import contextmanager
@@ -327,14 +328,29 @@ def _decode(raw: bytes | None) -> str | None:
     return _ANSI.sub("", text) if "\x1b" in text else text
 
 
+#: Progress on a terminal: a line every this many bytes of a log (quiet when stderr is no terminal).
+PROGRESS_EVERY = 64 * 1024 * 1024
+
+
+def _progress(source: str, done: int, final: bool = False) -> None:
+    if sys.stderr.isatty():
+        end = "\n" if final else ""
+        print(f"\r  reading {source}: {done / 1e6:,.0f} MB", end=end, file=sys.stderr, flush=True)
+
+
 def _lines(path: Path, ctx: _Ctx) -> Iterator[tuple[int, str]]:
     """(line number, text) of each good line; bad lines are counted as skipped and left out."""
     with _open_log(path) as fh:
         ctx.stats.files.append(ctx.source)
-        n = 0
+        n = done = 0
+        next_report = PROGRESS_EVERY
         try:
             for raw in _raw_lines(fh):
                 n += 1
+                done += len(raw) if raw is not None else MAX_LINE_BYTES
+                if done >= next_report:
+                    _progress(ctx.source, done)
+                    next_report += PROGRESS_EVERY
                 text = _decode(raw)
                 if text is None:
                     ctx.skip()
@@ -342,6 +358,8 @@ def _lines(path: Path, ctx: _Ctx) -> Iterator[tuple[int, str]]:
                     yield n, text
         except (EOFError, OSError, zlib.error):  # a truncated or corrupt gzip stream
             ctx.skip()
+        if done >= PROGRESS_EVERY:
+            _progress(ctx.source, done, final=True)
 
 
 # -- format detection ---------------------------------------------------------------------
