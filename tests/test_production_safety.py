@@ -233,8 +233,16 @@ def test_injection_attempts_leave_the_database_untouched(demo_db, tmp_path, payl
     mapping.write_text(f"[users]\ntable = {json.dumps('public.' + payload)}\nid = {json.dumps(payload)}\n")
     for args in (["diagnose", "--schema-map", str(mapping)], ["diagnose", "--sample-limit", payload],
                  ["report", "--date", payload, "--out", str(tmp_path)], ["diagnose", "--database-url-env", payload],
-                 ["check", "--max-orphaned-memberships", payload]):
+                 ["check", "--max-orphaned-memberships", payload], ["timeline", "x", "--window", payload],
+                 ["affected", "--logs", str(tmp_path / payload)]):
         p = cli(*args, env=env, timeout=120)
+        one_error_line(p)
+    # A user id is data: bound, never pasted into SQL. Either refused as malformed or simply unknown.
+    p = cli("timeline", payload, "--json", env=env, timeout=120)
+    assert p.returncode in (0, 2), p.stderr
+    if p.returncode == 0:
+        assert '"events": []' in p.stdout
+    else:
         one_error_line(p)
     assert fingerprint(demo_db) == before
 
@@ -327,3 +335,35 @@ def test_timeline_and_affected_through_the_pooler(pgbouncer, demo_db):
     t = user_timeline(db, "did:privy:cmgiqkpg0001wl40cqhofcvo4", logs=[demo_log_path()])
     assert [f.verdict for f in t.failures] == ["concurrent_deletion"]
     assert affected(db, [demo_log_path()]).by_verdict()["concurrent_deletion"] == 1
+
+
+def test_bad_log_files_from_the_command_line(demo_db, tmp_path):
+    env = {"DATABASE_URL": demo_db}
+    line = one_error_line(cli("affected", "--logs", str(tmp_path / "missing.log"), env=env))
+    assert "missing.log" in line
+    line = one_error_line(cli("affected", "--logs", str(tmp_path / "*.nothing"), env=env))
+    assert "nothing" in line
+    binary = tmp_path / "binary.log"
+    binary.write_bytes(bytes(range(256)) * 40 + b"\n\xff\xfe not utf-8 \xc3\x28\n")
+    p = cli("affected", "--logs", str(binary), "--json", env=env)
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert data["failures"] == [] and data["skipped_lines"] >= 1
+    unreadable = tmp_path / "locked.log"
+    unreadable.write_text("x\n")
+    unreadable.chmod(0)
+    if os.geteuid() == 0:  # root reads anything: make it a directory with no logs instead
+        unreadable.chmod(0o644)
+        unreadable = tmp_path / "emptydir"
+        unreadable.mkdir()
+    one_error_line(cli("affected", "--logs", str(unreadable), env=env))
+
+
+def test_diagnose_does_not_import_what_it_does_not_use(demo_db):
+    """``incidentkit diagnose`` stays light: no pandas, matplotlib, nbconvert or papermill."""
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "incidentkit", "diagnose", "--json"],
+                       capture_output=True, text=True, env={**os.environ, "DATABASE_URL": demo_db}, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in p.stderr.splitlines() if "|" in line}
+    assert "psycopg" in imported
+    assert not imported & {"pandas", "matplotlib", "nbconvert", "papermill", "nbformat", "IPython"}, imported

@@ -40,6 +40,20 @@ HOST = "127.0.0.1"
 _CONF_MARK = "# --- incidentkit settings ---"
 
 
+def installed_bin_dirs() -> list[Path]:
+    """Every PostgreSQL installation this machine has (pgserver's wheel, PATH, Debian's), newest first."""
+    seen: list[Path] = []
+    spec = importlib.util.find_spec("pgserver")
+    dirs = [Path(loc) / "pginstall" / "bin" for loc in (spec.submodule_search_locations or [])] if spec else []
+    on_path = shutil.which("pg_ctl")
+    dirs += [Path(on_path).resolve().parent] if on_path else []
+    dirs += [Path(d) for d in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=_version_key, reverse=True)]
+    for d in dirs:
+        if all((d / exe).exists() for exe in ("initdb", "pg_ctl", "postgres")) and d.resolve() not in seen:
+            seen.append(d.resolve())
+    return seen
+
+
 def find_bin_dir() -> Path:
     """Where ``initdb``, ``pg_ctl`` and ``postgres`` are: pgserver's wheel first, then the machine."""
     env = os.environ.get("INCIDENTKIT_PG_BIN")
@@ -137,10 +151,11 @@ class EmbeddedServer:
 
     data_dir: Path
     fast_unsafe: bool = False  # fsync off: for throwaway test clusters only
+    bin_dir: Path | None = None  # PostgreSQL binaries to use; None: find_bin_dir()
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
-        self.bin_dir = find_bin_dir()
+        self.bin_dir = Path(self.bin_dir) if self.bin_dir else find_bin_dir()
         self.major = server_version(self.bin_dir)
         self.port: int | None = None
         self.started_here = False

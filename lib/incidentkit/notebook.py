@@ -60,6 +60,18 @@ def header(db: Database, parameters: dict[str, Any] | None = None, snapshot_at: 
     return Markdown(label("\n".join(lines)))
 
 
+def run_header(facts: dict[str, Any], parameters: dict[str, Any] | None = None):
+    """The same header for a notebook that reads no target database (the race lab)."""
+    from IPython.display import Markdown
+
+    when = datetime.now(timezone.utc)
+    lines = ["| | |", "|---|---|"]
+    lines += [f"| {k} | {_show(v)} |" for k, v in facts.items()]
+    lines += [f"| Run at | {when.strftime('%Y-%m-%d %H:%M:%S UTC')} |", f"| incidentkit | {__version__} |"]
+    lines += [f"| Parameter `{k}` | `{_show(v)}` |" for k, v in (parameters or {}).items()]
+    return Markdown(label("\n".join(lines)))
+
+
 def _show(value: Any) -> str:
     text = repr(value) if not isinstance(value, str) else value
     return (text or "''").replace("|", "\\|")

@@ -1573,6 +1573,15 @@ def write_remediation(out_dir, *, results: Sequence[CellResult] | None = None,
     return paths
 
 
+def target_description(scratch_url: str | None = None) -> str:
+    """Where the lab ran, as reports name databases (host/dbname, never credentials)."""
+    if not scratch_url:
+        return "a scratch database of its own on the kit's embedded server (dropped afterwards)"
+    from .connection import Database
+
+    return f"`{Database(scratch_url).describe()}` (scratch)"
+
+
 def fix_markdown(strategy: Strategy) -> str:
     """The recommended fix for the report: what it does, the TypeScript change, the SQL steps."""
     return (f"**`{strategy.name}`**: {strategy.description}\n\n"
@@ -1595,6 +1604,6 @@ __all__ = [
     "INTERLEAVINGS", "INTERLEAVING_DESCRIPTIONS", "OUTCOMES", "STRATEGIES", "REMEDIATION_FILES",
     "CellResult", "Strategy", "Verdict",
     "run_race_lab", "matrix_frame", "styled_matrix", "waits_frame", "conclusions", "recommended",
-    "verdicts", "render_remediation", "write_remediation", "fix_markdown", "summary",
+    "verdicts", "render_remediation", "write_remediation", "fix_markdown", "summary", "target_description",
 ]
 
