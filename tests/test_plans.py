@@ -250,3 +250,31 @@ def test_the_plan_reader_flags_a_table_read_once_per_row():
     assert (outer.table, outer_repeated, outer.rows_read) == (("public", "users"), False, 50_000)
     assert (inner.table, inner_repeated, inner.loops) == (("public", "workspaces"), True, 50_000)
     assert inner.rows_read == 50_000 * 50_000
+
+
+@pytest.fixture(scope="module")
+def indexed_timeline_statements(plans_db, timeline_statements, tmp_path_factory) -> dict[str, list[Statement]]:
+    """The same two timelines after creating exactly the indexes ``index_advice`` asks for."""
+    from incidentkit.indexes import index_advice
+
+    db = incidentkit.Database(plans_db)
+    missing = [a for a in index_advice(db) if not a.present]
+    assert missing, "the reference schema lacks the audit indexes the advice names"
+    with psycopg.connect(plans_db, autocommit=True) as conn:
+        for advice in missing:
+            conn.execute(advice.create)
+        conn.execute("analyze audit.logged_actions")
+    owner, _ = dataset.owner_of_deleted_team(N_USERS)
+    incident = dataset.incident_failures(N_USERS, 1)
+    log = applog.write_report_log(tmp_path_factory.mktemp("plans-ix") / "app.log", incident)
+    statements: list[Statement] = []
+    with pytest.MonkeyPatch.context() as mp:
+        _capture(mp, statements)
+        user_timeline(incidentkit.Database(plans_db), owner)
+        user_timeline(incidentkit.Database(plans_db), incident[0]["user_id"], logs=[str(log)])
+    return _by_function(statements)
+
+
+@pytest.mark.parametrize("function", TIMELINE_QUERIES)
+def test_with_the_advised_indexes_every_timeline_statement_uses_an_index(indexed_timeline_statements, function):
+    test_timeline_statement_reads_big_tables_by_index_only(indexed_timeline_statements, function)
