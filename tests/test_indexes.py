@@ -76,3 +76,15 @@ def test_remediation_file_creates_what_the_advice_asks(demo_db, tmp_path):
             if body:
                 conn.execute(body)
     assert all(a.present for a in indexes.index_advice(ik.Database(demo_db)))
+
+
+def test_diagnose_names_the_missing_indexes(demo_db):
+    import os
+    import shutil
+    import subprocess
+
+    p = subprocess.run([shutil.which("incidentkit"), "diagnose"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "DATABASE_URL": demo_db})
+    assert p.returncode == 0, p.stderr
+    missing = [ln for ln in p.stdout.splitlines() if ln.startswith("missing index")]
+    assert len(missing) == 3 and all("create index concurrently" in ln and "planner cost" in ln for ln in missing)

@@ -90,11 +90,17 @@ def cmd_demo(args) -> int:
 def cmd_diagnose(args) -> int:
     from .diagnosis import diagnose
 
-    d = diagnose(_database(args), sample_limit=args.sample_limit)
+    db = _database(args)
+    d = diagnose(db, sample_limit=args.sample_limit)
     if args.json:
         _print_json(d.to_dict())
     else:
+        from .indexes import index_advice
+
         print("\n".join(d.summary_lines()))
+        for a in index_advice(db):
+            if not a.present:
+                print(f"missing index for {a.purpose}: {a.create} (read without it: planner cost {a.cost_without:,.0f})")
     return 0
 
 
