@@ -55,3 +55,29 @@ def test_other_roles_need_their_password(pg_server):
     finally:
         with pg_server.admin() as conn:
             conn.execute("drop role if exists ik_pw_test")
+
+
+def test_a_command_stops_the_server_it_started_and_leaves_a_running_one(tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    env = {**os.environ, "INCIDENTKIT_CACHE_DIR": str(tmp_path)}
+    env.pop("DATABASE_URL", None)
+    exe = shutil.which("incidentkit")
+
+    def run(*args):
+        return subprocess.run([exe, *args], capture_output=True, text=True, env=env, timeout=180)
+
+    server = embedded.EmbeddedServer(tmp_path / f"pg{embedded.server_version(embedded.find_bin_dir())}")
+    try:
+        assert run("diagnose", "--demo", "--json").returncode == 0
+        assert not server.is_running(), "the server started on demand was left running"
+        assert run("server", "start").returncode == 0 and server.is_running()
+        assert run("check", "--demo").returncode == 0
+        assert server.is_running(), "a server the command did not start was stopped"
+        assert run("server", "status").returncode == 0
+        assert run("server", "stop").stdout.strip() == "stopped" and not server.is_running()
+        assert run("server", "status").returncode == 1
+    finally:
+        server.stop()

@@ -296,7 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help(sys.stderr)
             return 2
-        return args.func(args)
+        try:
+            return args.func(args)
+        finally:
+            if args.func is not cmd_server and "incidentkit.embedded" in sys.modules:
+                # A server started on demand for this command is stopped when it is done.
+                sys.modules["incidentkit.embedded"].stop_started_here()
     except IncidentKitError as e:
         print(f"error: {_scrub(e)}", file=sys.stderr)
         return e.exit_code

@@ -39,6 +39,9 @@ HOST = "127.0.0.1"
 
 _CONF_MARK = "# --- incidentkit settings ---"
 
+#: Servers this process started (the CLI stops them when its verb is done).
+STARTED_HERE: list["EmbeddedServer"] = []
+
 
 def installed_bin_dirs() -> list[Path]:
     """Every PostgreSQL installation this machine has (pgserver's wheel, PATH, Debian's), newest first."""
@@ -272,6 +275,7 @@ class EmbeddedServer:
                        "-l", str(self.data_dir / "startup.log"), "start"], timeout=90)
             self.port = port
             self.started_here = True
+            STARTED_HERE.append(self)
         self._wait_ready()
         return self
 
@@ -348,6 +352,16 @@ class EmbeddedServer:
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "log"
+
+
+def stop_started_here() -> None:
+    """Stop, cleanly, every server this process started (for a command that started one on demand)."""
+    while STARTED_HERE:
+        server = STARTED_HERE.pop()
+        try:
+            server.stop()
+        except EmbeddedServerError:
+            pass
 
 
 def default_server(fast_unsafe: bool = False) -> EmbeddedServer:
