@@ -108,8 +108,9 @@ class Postmortem:
                     "Unknown: no logs were given.")
         from .notebook import frame_to_markdown
 
-        lines = [f"- Failed logins: **{len(self.failures):,}**, from {_when(self.failures[0].at)} "
-                 f"to {_when(self.failures[-1].at)}.",
+        first, last = self.failures[0].at, self.failures[-1].at
+        span = f"at {_when(first)}" if first == last else f"from {_when(first)} to {_when(last)}"
+        lines = [f"- Failed logins: **{len(self.failures):,}**, {span}.",
                  f"- Affected users: **{len(self.users):,}** (each blocked from the app at first login)."]
         without_user = sum(1 for f in self.failures if not f.user_id)
         if without_user:
