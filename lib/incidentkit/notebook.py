@@ -42,32 +42,29 @@ def _inline_figures() -> None:
 
 def header(db: Database, parameters: dict[str, Any] | None = None, snapshot_at: datetime | None = None):
     """A Markdown block stating the database (host/dbname), snapshot time, parameters and kit version."""
-    from IPython.display import Markdown
-
     when = (snapshot_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    lines = [
-        "| | |",
-        "|---|---|",
-        f"| Database | `{db.describe()}` |",
-        f"| Snapshot | {when.strftime('%Y-%m-%d %H:%M:%S UTC')} |",
-        f"| Schema mapping | {db.schema.origin} |",
-        f"| incidentkit | {__version__} |",
-    ]
-    for key, value in (parameters or {}).items():
-        lines.append(f"| Parameter `{key}` | `{_show(value)}` |")
     record("run", {"database": db.describe(), "snapshot_at": when.isoformat().replace("+00:00", "Z"),
                    "version": __version__})
-    return Markdown(label("\n".join(lines)))
+    return _facts_table([("Database", f"`{db.describe()}`"), ("Snapshot", _utc(when)),
+                         ("Schema mapping", db.schema.origin), ("incidentkit", __version__)], parameters)
 
 
 def run_header(facts: dict[str, Any], parameters: dict[str, Any] | None = None):
     """The same header for a notebook that reads no target database (the race lab)."""
+    rows = [(k, _show(v)) for k, v in facts.items()]
+    return _facts_table(rows + [("Run at", _utc(datetime.now(timezone.utc))), ("incidentkit", __version__)],
+                        parameters)
+
+
+def _utc(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _facts_table(rows: list[tuple[str, str]], parameters: dict[str, Any] | None):
+    """A two-column Markdown table of facts, then one row per parameter (pseudonymised when redacting)."""
     from IPython.display import Markdown
 
-    when = datetime.now(timezone.utc)
-    lines = ["| | |", "|---|---|"]
-    lines += [f"| {k} | {_show(v)} |" for k, v in facts.items()]
-    lines += [f"| Run at | {when.strftime('%Y-%m-%d %H:%M:%S UTC')} |", f"| incidentkit | {__version__} |"]
+    lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     lines += [f"| Parameter `{k}` | `{_show(v)}` |" for k, v in (parameters or {}).items()]
     return Markdown(label("\n".join(lines)))
 
