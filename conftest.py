@@ -19,7 +19,7 @@ os.environ["INCIDENTKIT_CACHE_DIR"] = _CACHE  # inherited by nbval's and papermi
 @pytest.fixture(scope="session", autouse=True)
 def _embedded_server_lifecycle():
     yield
-    from incidentkit import embedded
+    from incidentkit.db import embedded
 
     try:
         embedded.default_server().stop()

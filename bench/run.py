@@ -7,12 +7,12 @@ child process (time, peak RSS):
 * the diagnosis: ``incidentkit.diagnose`` in-process and the whole ``incidentkit diagnose
   --json`` process, against the six figures as hand-written SQL through ``psql`` and against
   the naive pull (``pandas.read_sql`` of the three tables, figures in pandas; not at 10M);
-* one user's timeline (``incidentkit.timeline.user_timeline``, 100 random users: median, p95)
+* one user's timeline (``incidentkit.evidence.timeline.user_timeline``, 100 random users: median, p95)
   against hand-written SQL for the same rows through psycopg; also on a copy of the largest
-  database holding the audit indexes ``incidentkit.queries`` says the timeline wants;
-* the full report (``incidentkit.reports.render_for``) against papermill executing the same
+  database holding the audit indexes ``incidentkit.db.queries`` says the timeline wants;
+* the full report (``incidentkit.report.render.render_for``) against papermill executing the same
   notebooks bare (the floor set by kernel start-up);
-* ``incidentkit.logs.scan_logs`` over a large generated application log.
+* ``incidentkit.evidence.logs.scan_logs`` over a large generated application log.
 
 It writes a Markdown table to ``OUT/<date>-<sizes>.md`` and ``OUT/latest.md`` and prints that
 path. Progress goes to stderr on a terminal only. See bench/README.md.
@@ -227,14 +227,14 @@ def incidentkit_cli() -> list[str]:
 
 
 def psql_cmd(server, dbname: str, sql: str) -> list[str]:
-    from incidentkit.embedded import find_bin_dir
+    from incidentkit.db.embedded import find_bin_dir
 
     return [str(find_bin_dir() / "psql"), "-X", "-q", "-A", "-t", "-F", ",", "-h", "127.0.0.1", "-p", str(server.port),
             "-U", "postgres", "-d", dbname, "-c", sql]
 
 
 def figures_from_psql(stdout: str) -> dict:
-    from incidentkit.diagnosis import FIGURES
+    from incidentkit.analysis.diagnosis import FIGURES
 
     values = [int(v) for v in stdout.strip().split(",")]
     return dict(zip(FIGURES, values))
@@ -512,7 +512,7 @@ def render_markdown(ctx: dict) -> str:
             n, b = bd[-1]
             add(f"### Where the time goes ({label(n)} users, reference schema)")
             add("")
-            add("Per statement of the kit (`incidentkit.queries` function), timed around `Reader.all`: the "
+            add("Per statement of the kit (`incidentkit.db.queries` function), timed around `Reader.all`: the "
                 f"diagnosis once ({fmt_s(b['diagnosis_total'])} in all) and the mean of 5 timelines "
                 f"({fmt_s(b['timeline_total'])} each).")
             add("")
@@ -703,7 +703,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     say = Progress(sys.stderr.isatty())
     t_start = time.monotonic()
-    from incidentkit import config, embedded
+    from incidentkit import config
+    from incidentkit.db import embedded
 
     root = Path(args.cache_dir).expanduser() if args.cache_dir else config.cache_dir()
     data_dir = root / "bench-data"

@@ -85,12 +85,12 @@ def _pace(users: list[str], budget: float, min_users: int, fn) -> list[float]:
 
 
 def timeline(args: dict) -> None:
-    """``incidentkit.timeline.user_timeline`` for each user, one ``Database`` for all (one warm-up call first)."""
+    """``incidentkit.evidence.timeline.user_timeline`` for each user, one ``Database`` for all (one warm-up call first)."""
     import psycopg  # noqa: F401
     import sqlalchemy  # noqa: F401
 
     import incidentkit
-    from incidentkit.timeline import user_timeline
+    from incidentkit.evidence.timeline import user_timeline
 
     db = incidentkit.Database(args["url"])
     warm = user_timeline(db, args["warmup"])
@@ -103,7 +103,7 @@ def timeline(args: dict) -> None:
     _done(times=times, events=events, warmup_events=len(warm.events))
 
 
-#: The hand-written SQL for the rows the kit's timeline reads (see incidentkit.queries): the same rows,
+#: The hand-written SQL for the rows the kit's timeline reads (see incidentkit.db.queries): the same rows,
 #: literal table names, on one connection and one transaction per user.
 RAW_TIMELINE = {
     "user": "select privy_did, primary_workspace_id::text, created_at from users where privy_did = %(u)s",
@@ -171,8 +171,8 @@ def timeline_raw(args: dict) -> None:
 
 # -- reports ----------------------------------------------------------------------------------
 def render(args: dict) -> None:
-    """The kit's full report: ``incidentkit.reports.render_for`` (plan, papermill, nbconvert, entry page)."""
-    from incidentkit import reports
+    """The kit's full report: ``incidentkit.report.render.render_for`` (plan, papermill, nbconvert, entry page)."""
+    from incidentkit.report import render as reports
 
     out = Path(tempfile.mkdtemp(prefix="ik-bench-report-", dir=args.get("tmp")))
     t0 = time.perf_counter()
@@ -202,8 +202,8 @@ def papermill_bare(args: dict) -> None:
 
 # -- where the time goes ------------------------------------------------------------------------
 def _statement_timer():
-    """Wrap ``Reader.all`` to time every statement, keyed by the ``incidentkit.queries`` function that ran it."""
-    from incidentkit import connection
+    """Wrap ``Reader.all`` to time every statement, keyed by the ``incidentkit.db.queries`` function that ran it."""
+    from incidentkit.db import connection
 
     original = connection.Reader.all
     spent: dict[str, list[float]] = {}
@@ -230,7 +230,7 @@ def _statement_timer():
 def breakdown(args: dict) -> None:
     """Per statement of the kit: the diagnosis once (after a warm-up) and the timeline of a few users."""
     import incidentkit
-    from incidentkit.timeline import user_timeline
+    from incidentkit.evidence.timeline import user_timeline
 
     db = incidentkit.Database(args["url"])
     incidentkit.diagnose(db)
@@ -252,8 +252,8 @@ def breakdown(args: dict) -> None:
 
 # -- logs -------------------------------------------------------------------------------------
 def scan_log(args: dict) -> None:
-    """``incidentkit.logs.scan_logs`` over one large file."""
-    from incidentkit.logs import scan_logs
+    """``incidentkit.evidence.logs.scan_logs`` over one large file."""
+    from incidentkit.evidence.logs import scan_logs
 
     t0 = time.perf_counter()
     scan = scan_logs(args["path"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from incidentkit import embedded
+from incidentkit.db import embedded
 
 REFERENCE_SQL = Path(__file__).resolve().parents[1] / "lib" / "incidentkit" / "sql" / "reference_schema.sql"
 _counter = itertools.count()
@@ -46,7 +46,7 @@ def fresh_db(pg_server, reference_template):
 @pytest.fixture(scope="session")
 def demo_template(pg_server):
     """A template database holding the demo incident, loaded once per session."""
-    from incidentkit.demo import load_demo
+    from incidentkit.db.demo import load_demo
 
     load_demo(pg_server, "ik_tpl_demo")
     return "ik_tpl_demo"
@@ -97,7 +97,7 @@ class PgBouncer:
         import subprocess
         import time
 
-        from incidentkit.embedded import SERVER_USER, _ensure_system_user
+        from incidentkit.db.embedded import SERVER_USER, _ensure_system_user
 
         exe = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
         if not os.path.exists(exe):

@@ -25,8 +25,8 @@ def main() -> int:
     import nbformat
     import papermill
 
-    from incidentkit import embedded
-    from incidentkit.reports import _kernel_manager_class
+    from incidentkit.db import embedded
+    from incidentkit.report.render import _kernel_manager_class
 
     try:
         for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from incidentkit.demo import EXPECTED
+from incidentkit.db.demo import EXPECTED
 
 EXE = shutil.which("incidentkit") or ""
 

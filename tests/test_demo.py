@@ -6,7 +6,7 @@ import hashlib
 
 import psycopg
 
-from incidentkit import demo
+from incidentkit.db import demo
 
 
 def _fingerprint(url: str) -> str:

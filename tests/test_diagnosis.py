@@ -6,7 +6,7 @@ import psycopg
 import pytest
 
 import incidentkit as ik
-from incidentkit.demo import EXPECTED, INCIDENT_USER
+from incidentkit.db.demo import EXPECTED, INCIDENT_USER
 
 
 def test_demo_reproduces_the_report(demo_db):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
-from incidentkit import embedded
+from incidentkit.db import embedded
 
 
 def test_server_lifecycle_and_reuse(tmp_path):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import psycopg
 
 import incidentkit as ik
-from incidentkit import indexes, queries
-from incidentkit.demo import INCIDENT_USER
+from incidentkit.analysis import indexes
+from incidentkit.db import queries
+from incidentkit.db.demo import INCIDENT_USER
 
 
 def test_missing_indexes_are_named_with_their_cost(demo_db):

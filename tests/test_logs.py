@@ -1,4 +1,4 @@
-"""Tests of the log ingestion (incidentkit.logs) on samples real programs produced, and on a live server.
+"""Tests of the log ingestion (incidentkit.evidence.logs) on samples real programs produced, and on a live server.
 
 The samples live in tests/samples/logs/ (its README says where each one comes from).
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from incidentkit import logs
+from incidentkit.evidence import logs
 from incidentkit.exceptions import ConfigError, LogReadError
-from incidentkit.logs import (
+from incidentkit.evidence.logs import (
     DEFAULT_CONSTRAINT,
     DEFAULT_USER_PATTERN,
     LogFailure,
@@ -503,7 +503,7 @@ class _Stderr:
 
 @pytest.mark.parametrize("tty", [True, False])
 def test_progress_on_a_terminal_only(tmp_path, monkeypatch, tty):
-    import incidentkit.logs as logs_module
+    import incidentkit.evidence.logs as logs_module
 
     path = tmp_path / "big.log"
     path.write_text("2025-10-08T09:41:27.164Z info nothing to see here\n" * 2000)

@@ -3,8 +3,8 @@
 A database of 50,000 users (the reference schema, built set-based by ``bench/dataset.py``:
 ~51k memberships, ~154k audit rows, ``VACUUM ANALYZE``d) is large enough for PostgreSQL to
 prefer an index wherever one serves. Every statement the kit runs through
-``incidentkit.connection.Reader.all`` for one user's timeline and for the diagnosis is
-captured, with the ``incidentkit.queries`` function that issued it, and ``EXPLAIN (ANALYZE,
+``incidentkit.db.connection.Reader.all`` for one user's timeline and for the diagnosis is
+captured, with the ``incidentkit.db.queries`` function that issued it, and ``EXPLAIN (ANALYZE,
 VERBOSE, FORMAT JSON)`` of the same SQL with the same parameters runs through the same reader
 (the same read-only snapshot, the same custom plan for the bound values).
 
@@ -33,8 +33,8 @@ import psycopg
 import pytest
 
 import incidentkit
-from incidentkit import connection
-from incidentkit.timeline import user_timeline
+from incidentkit.db import connection
+from incidentkit.evidence.timeline import user_timeline
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "bench"
 N_USERS = 50_000
@@ -44,7 +44,7 @@ BIG_TABLES = {("public", "users"), ("public", "workspaces"), ("public", "workspa
 MAX_ROWS_READ = 1_000
 INDEX_ACCESS = {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
 
-#: The ``incidentkit.queries`` functions behind one user's timeline that read the big tables.
+#: The ``incidentkit.db.queries`` functions behind one user's timeline that read the big tables.
 TIMELINE_QUERIES = (
     "current_users",
     "current_memberships",
@@ -72,7 +72,7 @@ applog = _bench_module("applog")
 # -- capturing ----------------------------------------------------------------------------------
 @dataclass
 class Statement:
-    function: str  # the incidentkit.queries function that ran it ("(other)" when none did)
+    function: str  # the incidentkit.db.queries function that ran it ("(other)" when none did)
     sql: str
     params: dict[str, Any]
     plan: dict[str, Any]  # the top "Plan" node of EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON)
@@ -84,7 +84,7 @@ class Statement:
 def _caller() -> str:
     frame = sys._getframe(2)
     while frame is not None:
-        if frame.f_code.co_filename.endswith(os.path.join("incidentkit", "queries.py")):
+        if frame.f_code.co_filename.endswith(os.path.join("incidentkit", "db", "queries.py")):
             return frame.f_code.co_name
         frame = frame.f_back
     return "(other)"
@@ -191,7 +191,7 @@ def diagnosis_statements(plans_db) -> dict[str, list[Statement]]:
 # -- the tests --------------------------------------------------------------------------------------
 _NEEDS_INDEX = ("the reference schema has no index for it: only the (table_name, action) prefix of "
                 "logged_actions_table_action_idx applies, so it reads every audit row of {what}; see the note "
-                "in incidentkit.queries (section 'timelines and verdicts')")
+                "in incidentkit.db.queries (section 'timelines and verdicts')")
 
 
 def _timeline_param(name: str):
@@ -255,7 +255,7 @@ def test_the_plan_reader_flags_a_table_read_once_per_row():
 @pytest.fixture(scope="module")
 def indexed_timeline_statements(plans_db, timeline_statements, tmp_path_factory) -> dict[str, list[Statement]]:
     """The same two timelines after creating exactly the indexes ``index_advice`` asks for."""
-    from incidentkit.indexes import index_advice
+    from incidentkit.analysis.indexes import index_advice
 
     db = incidentkit.Database(plans_db)
     missing = [a for a in index_advice(db) if not a.present]

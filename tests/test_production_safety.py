@@ -20,7 +20,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 import incidentkit as ik
-from incidentkit import reports
+from incidentkit.report import render as reports
 
 from conftest import READER_PASSWORD, grant_reader
 
@@ -328,8 +328,8 @@ def test_unwritable_reports_directory(tmp_path, demo_db):
 
 def test_timeline_and_affected_through_the_pooler(pgbouncer, demo_db):
     from incidentkit.config import demo_log_path
-    from incidentkit.timeline import user_timeline
-    from incidentkit.verdicts import affected
+    from incidentkit.evidence.timeline import user_timeline
+    from incidentkit.evidence.verdicts import affected
 
     db = ik.Database(pgbouncer.url(dbname(demo_db)))
     t = user_timeline(db, "did:privy:cmgiqkpg0001wl40cqhofcvo4", logs=[demo_log_path()])

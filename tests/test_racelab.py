@@ -17,7 +17,7 @@ import nbformat
 import psycopg
 import pytest
 
-from incidentkit import racelab
+from incidentkit.racelab import core as racelab
 from incidentkit.exceptions import ConfigError, ConnectionFailed, UnsafeTarget
 
 LAB_DB = "ik_racelab_matrix"

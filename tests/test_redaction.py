@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from incidentkit.demo import INCIDENT_USER, INCIDENT_WORKSPACE
-from incidentkit.redact import Redactor
+from incidentkit.db.demo import INCIDENT_USER, INCIDENT_WORKSPACE
+from incidentkit.evidence.redact import Redactor
 
 DID = re.compile(rb"did:privy:[a-z0-9]+")
 

@@ -8,7 +8,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from incidentkit import ReportFailed, reports
+from incidentkit import ReportFailed
+from incidentkit.report import render as reports
 from incidentkit.exceptions import ConfigError
 
 

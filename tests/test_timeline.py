@@ -12,9 +12,9 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from incidentkit import ConfigError, Database, config  # noqa: E402
-from incidentkit.logs import scan_logs  # noqa: E402
-from incidentkit.timeline import Timeline, WorkspaceTimeline, default_logs, user_timeline, workspace_timeline  # noqa: E402
-from incidentkit.verdicts import VERDICTS, affected  # noqa: E402
+from incidentkit.evidence.logs import scan_logs  # noqa: E402
+from incidentkit.evidence.timeline import Timeline, WorkspaceTimeline, default_logs, user_timeline, workspace_timeline  # noqa: E402
+from incidentkit.evidence.verdicts import VERDICTS, affected  # noqa: E402
 
 from test_verdicts import add_member, admin, app_log, db_now, new_workspace, signup, uid  # noqa: E402
 
@@ -195,7 +195,7 @@ def test_soft_delete_timeline(fresh_db):
 
 
 def test_plot_is_redacted_when_the_report_is(demo_db, monkeypatch):
-    from incidentkit.redact import Redactor
+    from incidentkit.evidence.redact import Redactor
 
     for key, value in Redactor.new(workspaces=True).env().items():
         monkeypatch.setenv(key, value)

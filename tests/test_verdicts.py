@@ -21,8 +21,8 @@ import psycopg
 import pytest
 
 from incidentkit import ConfigError, Database, SchemaMap
-from incidentkit.logs import iso_utc
-from incidentkit.verdicts import (
+from incidentkit.evidence.logs import iso_utc
+from incidentkit.evidence.verdicts import (
     VERDICTS,
     Affected,
     Deletion,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import pytest
 
 import incidentkit as ik
-from incidentkit import embedded
+from incidentkit.db import embedded
 from incidentkit.config import demo_log_path
-from incidentkit.demo import EXPECTED, INCIDENT_USER, load_demo
+from incidentkit.db.demo import EXPECTED, INCIDENT_USER, load_demo
 
 BIN_DIRS = embedded.installed_bin_dirs()
 
@@ -24,7 +24,7 @@ def test_demo_diagnosis_and_timeline_on_each_installed_version(tmp_path, bin_dir
     try:
         db = ik.Database(load_demo(server, "ik_versions"))
         assert ik.diagnose(db).figures() == EXPECTED
-        from incidentkit.timeline import user_timeline
+        from incidentkit.evidence.timeline import user_timeline
 
         t = user_timeline(db, INCIDENT_USER, logs=[demo_log_path()])
         assert [f.verdict for f in t.failures] == ["concurrent_deletion"]

@@ -8,8 +8,8 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .config import Timeouts
-from .connection import Database
-from .diagnosis import CheckResult, Diagnosis, check, diagnose
+from .db.connection import Database
+from .analysis.diagnosis import CheckResult, Diagnosis, check, diagnose
 from .exceptions import (
     ConfigError,
     ConnectionFailed,
@@ -21,10 +21,10 @@ from .exceptions import (
     SchemaMismatch,
     UnsafeTarget,
 )
-from .schema import SchemaMap
-from . import notebook  # noqa: E402  (cell helpers: ik.notebook.connect, .header, .table)
-from . import indexes  # noqa: E402  (index advice: ik.indexes.index_advice)
-from . import postmortem  # noqa: E402  (the incident document: ik.postmortem.gather)
+from .db.schema import SchemaMap
+from .report import notebook  # noqa: E402  (cell helpers: ik.notebook.connect, .header, .table)
+from .analysis import indexes  # noqa: E402  (index advice: ik.indexes.index_advice)
+from .report import postmortem  # noqa: E402  (the incident document: ik.postmortem.gather)
 
 __all__ = [
     "__version__",

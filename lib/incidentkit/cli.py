@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__, config
+from . import __version__
+from . import config
 from .exceptions import ConfigError, IncidentKitError
 
 _URL_WITH_AUTH = re.compile(r"([a-z][a-z0-9+.-]*://)[^\s/@]*@", re.I)
@@ -63,8 +64,8 @@ def _add_target(p: argparse.ArgumentParser) -> None:
 
 
 def _database(args):
-    from .connection import Database
-    from .schema import SchemaMap
+    from .db.connection import Database
+    from .db.schema import SchemaMap
 
     timeouts = config.Timeouts(int(args.statement_timeout * 1000), int(args.lock_timeout * 1000),
                                int(args.idle_timeout * 1000))
@@ -80,7 +81,7 @@ def _print_json(data: Any) -> None:
 
 # -- verbs ------------------------------------------------------------------------------------
 def cmd_demo(args) -> int:
-    from .reports import render_demo
+    from .report.render import render_demo
 
     result = render_demo(out_dir=args.out, date=args.date)
     print("\n".join(result.lines()))
@@ -88,14 +89,14 @@ def cmd_demo(args) -> int:
 
 
 def cmd_diagnose(args) -> int:
-    from .diagnosis import diagnose
+    from .analysis.diagnosis import diagnose
 
     db = _database(args)
     d = diagnose(db, sample_limit=args.sample_limit)
     if args.json:
         _print_json(d.to_dict())
     else:
-        from .indexes import index_advice
+        from .analysis.indexes import index_advice
 
         print("\n".join(d.summary_lines()))
         for a in index_advice(db):
@@ -105,7 +106,7 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from .diagnosis import check, diagnose
+    from .analysis.diagnosis import check, diagnose
 
     d = diagnose(_database(args), sample_limit=5)
     result = check(d, args.max_users_without_primary, args.max_invalid_primary, args.max_orphaned_memberships)
@@ -114,7 +115,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .reports import render_for
+    from .report.render import render_for
 
     result = render_for(
         database_url_env="" if args.demo else args.database_url_env,
@@ -127,7 +128,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_timeline(args) -> int:
-    from .timeline import user_timeline
+    from .evidence.timeline import user_timeline
 
     t = user_timeline(_database(args), args.user_id, logs=args.logs or None, window=args.window)
     if args.json:
@@ -138,7 +139,7 @@ def cmd_timeline(args) -> int:
 
 
 def cmd_affected(args) -> int:
-    from .verdicts import affected
+    from .evidence.verdicts import affected
 
     # Without --logs the library takes the demo's own log on the demo, and refuses elsewhere.
     a = affected(_database(args), args.logs or None, window=args.window)
@@ -156,7 +157,7 @@ def cmd_race(args) -> int:
     if args.json:
         _print_json([r.to_dict() for r in results])
     else:
-        from .notebook import frame_to_markdown
+        from .report.notebook import frame_to_markdown
         from .racelab import conclusions, matrix_frame
 
         print(frame_to_markdown(matrix_frame(results)))
@@ -166,9 +167,9 @@ def cmd_race(args) -> int:
 
 
 def cmd_remediation(args) -> int:
-    from .indexes import remediation_sql
+    from .analysis.indexes import remediation_sql
     from .racelab import write_remediation
-    from .schema import SchemaMap
+    from .db.schema import SchemaMap
 
     schema = SchemaMap.load(args.schema_map)
     for path in write_remediation(Path(args.out)):
@@ -188,7 +189,7 @@ def cmd_lab(args) -> int:
 
 
 def cmd_server(args) -> int:
-    from .embedded import default_server
+    from .db.embedded import default_server
 
     server = default_server()
     if args.action == "start":
@@ -293,9 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return args.func(args)
         finally:
-            if args.func is not cmd_server and "incidentkit.embedded" in sys.modules:
+            if args.func is not cmd_server and "incidentkit.db.embedded" in sys.modules:
                 # A server started on demand for this command is stopped when it is done.
-                sys.modules["incidentkit.embedded"].stop_started_here()
+                sys.modules["incidentkit.db.embedded"].stop_started_here()
     except IncidentKitError as e:
         print(f"error: {_scrub(e)}", file=sys.stderr)
         return e.exit_code

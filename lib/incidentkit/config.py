@@ -50,7 +50,7 @@ def notebooks_dir() -> Path:
     env = os.environ.get("INCIDENTKIT_NOTEBOOKS")
     if env:
         return Path(env).expanduser()
-    return PROJECT_DIR / "notebooks"
+    return PACKAGE_DIR / "notebooks"
 
 
 def reports_dir() -> Path:

@@ -36,7 +36,7 @@ def open_lab(port: int | None = None, no_browser: bool = False, extra: Sequence[
     if not config.notebooks_dir().is_dir():
         raise ConfigError(f"the notebooks folder is missing: {config.notebooks_dir()}")
     if not os.environ.get(database_url_env):
-        from .demo import ensure_demo
+        from .db.demo import ensure_demo
 
         ensure_demo()
         print(f"demo database ready; notebooks read it by default (set {database_url_env} and the "

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from . import config, queries
+from .. import config
+from ..db import queries
 
 FIGURES = (
     "total_users",
@@ -50,6 +51,7 @@ class Diagnosis:
     snapshot_at: datetime
     database: str = ""
     server_version: str = ""
+    wal_lsn: str = ""
     sample_limit: int = config.DEFAULT_SAMPLE_LIMIT
     schema: dict[str, Any] = field(default_factory=dict)
 
@@ -157,7 +159,7 @@ class Diagnosis:
 
 def diagnose(db, sample_limit: int = config.DEFAULT_SAMPLE_LIMIT, check_schema: bool = True) -> Diagnosis:
     """The diagnosis of ``db`` (an :class:`incidentkit.Database`) in one read-only snapshot."""
-    from .exceptions import ConfigError
+    from ..exceptions import ConfigError
 
     if not isinstance(sample_limit, int) or sample_limit < 0 or sample_limit > 10_000:
         raise ConfigError("the sample limit must be a whole number from 0 to 10000")
@@ -170,7 +172,8 @@ def diagnose(db, sample_limit: int = config.DEFAULT_SAMPLE_LIMIT, check_schema: 
         fks = queries.guarding_foreign_keys(r, m)
         facts = queries.server_facts(r)
     return Diagnosis(**figures, foreign_keys=fks, samples=samples, snapshot_at=snapshot_at,
-                     database=db.describe(), server_version=facts["server_version"], sample_limit=sample_limit,
+                     database=db.describe(), server_version=facts["server_version"], wal_lsn=facts["wal_lsn"] or "",
+                     sample_limit=sample_limit,
                      schema=m.describe())
 
 

@@ -85,7 +85,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .exceptions import ConfigError, ConnectionFailed, QueryFailed, UnsafeTarget
+from .. import config
+from ..exceptions import ConfigError, ConnectionFailed, QueryFailed, UnsafeTarget
 
 # -- vocabulary -------------------------------------------------------------------------------
 
@@ -137,8 +138,8 @@ _OWN_TABLES = frozenset({
     ("audit", "logged_actions"), (MARKER_SCHEMA, "marker"),
 })
 
-REMEDIATION_DIR = Path(__file__).resolve().parent / "sql" / "remediation"
-REFERENCE_SCHEMA = Path(__file__).resolve().parent / "sql" / "reference_schema.sql"
+REMEDIATION_DIR = config.SQL_DIR / "remediation"
+REFERENCE_SCHEMA = config.SQL_DIR / "reference_schema.sql"
 CLEANUP_FILE = "01_orphan_memberships_cleanup.sql"
 CASCADE_FILE = "02_workspace_members_cascade.sql"
 AUDIT_FILE = "03_audit_trigger.sql"
@@ -1192,7 +1193,7 @@ def run_race_lab(scratch_url: str | None = None, *, strategies=None, interleavin
     server = None
     dbname = None
     if scratch_url is None:
-        from . import embedded
+        from ..db import embedded
 
         server = embedded.ensure_server()
         dbname = f"incidentkit_racelab_{os.getpid()}"
@@ -1577,7 +1578,7 @@ def target_description(scratch_url: str | None = None) -> str:
     """Where the lab ran, as reports name databases (host/dbname, never credentials)."""
     if not scratch_url:
         return "a scratch database of its own on the kit's embedded server (dropped afterwards)"
-    from .connection import Database
+    from ..db.connection import Database
 
     return f"`{Database(scratch_url).describe()}` (scratch)"
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping
 
-from . import config
-from .config import Timeouts
-from .exceptions import ConfigError, ConnectionFailed, QueryFailed, SchemaMismatch
+from .. import config
+from ..config import Timeouts
+from ..exceptions import ConfigError, ConnectionFailed, QueryFailed, SchemaMismatch
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2")
 

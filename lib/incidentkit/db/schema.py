@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .exceptions import ConfigError, SchemaMismatch
+from ..exceptions import ConfigError, SchemaMismatch
 
 ENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "users": ("id", "primary_workspace_id", "created_at"),

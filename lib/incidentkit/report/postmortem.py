@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import config
-from .diagnosis import PROBLEM_FIGURES, Diagnosis, diagnose
+from .. import config
+from ..analysis.diagnosis import PROBLEM_FIGURES, Diagnosis, diagnose
 
 VERDICT_MEANING = {
     "concurrent_deletion": "the workspace was deleted while the login ran: the race between "
@@ -69,7 +69,7 @@ class Postmortem:
                 "recommended": self._recommended().name if self.race else None}
 
     def _recommended(self):
-        from .racelab import recommended
+        from ..racelab import recommended
 
         return recommended(self.race)
 
@@ -133,21 +133,21 @@ class Postmortem:
     def race_md(self) -> str:
         if not self.race:
             return "The race lab was not run for this report."
-        from .racelab import conclusions
+        from ..racelab import conclusions
 
         return "\n\n".join(conclusions(self.race))
 
     def fix_md(self) -> str:
         if not self.race:
             return "Without the race lab this report recommends no fix."
-        from .racelab import fix_markdown
+        from ..racelab import fix_markdown
 
         return fix_markdown(self._recommended())
 
     def remediation_md(self) -> str:
         if not self.race:
             return "Run `incidentkit remediation --out DIR` for the remediation SQL."
-        from .racelab import REMEDIATION_FILES, render_remediation
+        from ..racelab import REMEDIATION_FILES, render_remediation
 
         blocks = []
         for name in REMEDIATION_FILES:
@@ -203,8 +203,8 @@ class Postmortem:
 
 def gather(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS, race_lab: bool = True) -> Postmortem:
     """Collect everything the incident document states, once."""
-    from .timeline import default_logs, user_timeline
-    from .verdicts import affected
+    from ..evidence.timeline import default_logs, user_timeline
+    from ..evidence.verdicts import affected
 
     d = diagnose(db)
     effective = logs or default_logs(db)
@@ -214,7 +214,7 @@ def gather(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS, race
     if first_user:
         pm.timeline = user_timeline(db, first_user, logs=effective, window=window)
     if race_lab:
-        from .racelab import run_race_lab
+        from ..racelab import run_race_lab
 
         pm.race = run_race_lab()
     return pm

@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import __version__, config
-from .exceptions import ConfigError, ReportFailed
+from .. import __version__
+from .. import config
+from ..exceptions import ConfigError, ReportFailed
 
 TEMPLATES_DIR = config.PACKAGE_DIR / "templates"
 
@@ -343,8 +344,8 @@ def plan(database_url_env: str = "", schema_map: str = "", logs: list[str] | Non
         from .notebook import connect
 
         db = connect(database_url_env, schema_map)
-    from .timeline import default_logs
-    from .verdicts import affected
+    from ..evidence.timeline import default_logs
+    from ..evidence.verdicts import affected
 
     effective_logs = logs or default_logs(db)
     if effective_logs:
@@ -371,7 +372,7 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
                window: float = config.DEFAULT_WINDOW_SECONDS, race_lab: bool = True, redact: bool = False,
                redact_workspaces: bool = False) -> ReportResult:
     """Plan and render the full report for a database (the demo when ``database_url_env`` is empty)."""
-    from .redact import Redactor
+    from ..evidence.redact import Redactor
 
     parse_date(date)
     _writable_out(Path(out_dir) if out_dir else config.reports_dir())
@@ -382,7 +383,7 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
 
 def render_demo(out_dir=None, date: str | None = None) -> ReportResult:
     """``incidentkit demo``: start the embedded server, load the demo if needed, render everything."""
-    from .demo import ensure_demo
+    from ..db.demo import ensure_demo
 
     ensure_demo()
     return render_for("", "", out_dir, date)

@@ -117,11 +117,14 @@ def guarding_foreign_keys(reader, m: SchemaMap) -> list[dict[str, Any]]:
 
 
 def server_facts(reader) -> dict[str, Any]:
-    """Server version and whether this transaction is read-only (for the report header)."""
+    """Server version, whether this transaction is read-only, and its WAL position (report header, run.json)."""
     return reader.one(
         "select current_setting('server_version') as server_version,"
         " current_setting('transaction_read_only') as read_only,"
-        " current_setting('statement_timeout') as statement_timeout"
+        " current_setting('statement_timeout') as statement_timeout,"
+        # The snapshot's place in the server's history: on a replica, the WAL replayed so far.
+        " (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text"
+        " as wal_lsn"
     )
 
 

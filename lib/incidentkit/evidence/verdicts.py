@@ -40,9 +40,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from . import config, queries
-from .exceptions import ConfigError
-from .logs import LogFailure, LogScan, iso_utc
+from .. import config
+from ..db import queries
+from ..exceptions import ConfigError
+from ..text import as_utc, fmt_duration, fmt_time, iso_utc  # noqa: F401  (re-used by timeline)
+from .logs import LogFailure, LogScan
 
 VERDICTS: tuple[str, ...] = (
     "concurrent_deletion",
@@ -104,28 +106,6 @@ def check_window(window: Any) -> float:
 
 
 # -- formatting ---------------------------------------------------------------------------
-def fmt_time(at: datetime | None) -> str:
-    """``2025-10-08 09:41:27.118 UTC`` (microseconds when they are not round)."""
-    if at is None:
-        return "an unknown time"
-    at = at.astimezone(timezone.utc)
-    spec = "milliseconds" if at.microsecond % 1000 == 0 else "microseconds"
-    return at.replace(tzinfo=None).isoformat(sep=" ", timespec=spec) + " UTC"
-
-
-def fmt_duration(seconds: float) -> str:
-    """``46 ms``, ``3.2 s``, ``4 min 10 s``, ``2 h 5 min``, ``3 days 4 h``."""
-    s = abs(seconds)
-    if s < 1:
-        return f"{s * 1000:.0f} ms" if s >= 0.001 else f"{s * 1e6:.0f} µs"
-    if s < 60:
-        return f"{s:.3g} s"
-    if s < 3600:
-        return f"{int(s // 60)} min {int(s % 60)} s"
-    if s < 86400:
-        return f"{int(s // 3600)} h {int(s % 3600 // 60)} min"
-    days = int(s // 86400)
-    return f"{days} day{'s' if days != 1 else ''} {int(s % 86400 // 3600)} h"
 
 
 def _relative(at: datetime, t: datetime) -> str:
@@ -134,22 +114,6 @@ def _relative(at: datetime, t: datetime) -> str:
     if delta == 0:
         return "at the same instant as the failure"
     return f"{fmt_duration(delta)} {'before' if delta < 0 else 'after'} the failure"
-
-
-def as_utc(value: Any) -> datetime | None:
-    """A timestamp from a row or from ``row_data`` JSON (ISO text), as an aware UTC datetime."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if not isinstance(value, datetime):
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
 
 
 def _short(ids: Sequence[str], limit: int = 5) -> str:

@@ -7,26 +7,42 @@ environment variable that holds the URL; empty means the embedded demo database.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
+import re
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .connection import Database
-from .redact import label
-from .schema import SchemaMap
+from .. import __version__
+from ..db.connection import Database
+from ..db.schema import SchemaMap
+from ..evidence.redact import label
+from ..text import fmt_time
 
 #: Mimetype of the headline figures a notebook records for the index across runs. Exporters
 #: render nothing for it; ``read_records`` reads it back from executed notebooks.
 RECORD_MIME = "application/vnd.incidentkit.record+json"
 
+#: In a report run, the private folder where the detail notebooks hand their results to the
+#: incident document (``00-postmortem``), which is executed last. Unset in JupyterLab.
+SHARE_ENV = "INCIDENTKIT_RUN_SHARE"
 
-def connect(database_url_env: str = "", schema_map: str = "") -> Database:
-    """The database a notebook reads: ``$<database_url_env>``, or the demo when empty."""
+
+def connect(database_url_env: str = "", schema_map: str = "", timeouts: dict[str, int] | None = None) -> Database:
+    """The database a notebook reads: ``$<database_url_env>``, or the demo when empty.
+
+    ``timeouts`` are the per-transaction limits in milliseconds (``statement_ms``, ``lock_ms``,
+    ``idle_in_transaction_ms``), as ``incidentkit report`` passes them; the defaults otherwise."""
+    from ..config import Timeouts
+
     _inline_figures()
     schema = SchemaMap.load(schema_map or None)
+    limits = Timeouts(**{k: int(v) for k, v in (timeouts or {}).items()})
     if database_url_env:
-        return Database.from_env(database_url_env, schema=schema)
-    return Database.demo(schema=schema)
+        return Database.from_env(database_url_env, schema=schema, timeouts=limits)
+    return Database.demo(schema=schema, timeouts=limits)
 
 
 def _inline_figures() -> None:
@@ -57,7 +73,7 @@ def run_header(facts: dict[str, Any], parameters: dict[str, Any] | None = None):
 
 
 def _utc(when: datetime) -> str:
-    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return fmt_time(when)
 
 
 def _facts_table(rows: list[tuple[str, str]], parameters: dict[str, Any] | None):
@@ -66,12 +82,32 @@ def _facts_table(rows: list[tuple[str, str]], parameters: dict[str, Any] | None)
 
     lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     lines += [f"| Parameter `{k}` | `{_show(v)}` |" for k, v in (parameters or {}).items()]
-    return Markdown(label("\n".join(lines)))
+    return Markdown(safe_markdown(label("\n".join(lines))))
 
 
 def _show(value: Any) -> str:
     text = repr(value) if not isinstance(value, str) else value
-    return (text or "''").replace("|", "\\|")
+    return (text or "''").replace("|", "\\|").replace("`", "'").replace("\n", " ")
+
+
+_HTML_SPECIAL = re.compile(r"[<>&]")
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
+
+
+def safe_markdown(text: str) -> str:
+    """Markdown the kit built, made inert: no raw HTML survives (``<``, ``>`` become entities).
+
+    Every Markdown output of a notebook passes here, so a value taken from a log line, a file
+    name or the database can never become a tag or a script in the HTML report. The kit's own
+    Markdown uses no raw HTML, so nothing legitimate is lost; ``&`` is kept as written."""
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def md_text(value: Any) -> str:
+    """A value shown as literal text in Markdown: HTML and Markdown syntax escaped, one line."""
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    text = _HTML_SPECIAL.sub(lambda m: {"<": "&lt;", ">": "&gt;", "&": "&amp;"}[m.group()], text)
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def table(frame, caption: str | None = None):
@@ -79,7 +115,7 @@ def table(frame, caption: str | None = None):
     from IPython.display import Markdown
 
     body = frame_to_markdown(frame)
-    return Markdown(label((f"**{caption}**\n\n" if caption else "") + body))
+    return Markdown(safe_markdown(label((f"**{md_text(caption)}**\n\n" if caption else "") + body)))
 
 
 def frame_to_markdown(frame) -> str:
@@ -90,7 +126,7 @@ def frame_to_markdown(frame) -> str:
 
     if not isinstance(frame.index, pd.RangeIndex):  # a meaningful index (e.g. strategy names) is a column
         frame = frame.reset_index()
-    cols = [str(c) for c in frame.columns]
+    cols = [md_text(c) for c in frame.columns]
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     if len(frame) == 0:
         return "\n".join(out + ["", "_(no rows)_"])
@@ -106,21 +142,21 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return md_text(value)
 
 
 def conclusion(diagnosis):
     """A Markdown paragraph that reads the diagnosis: clean, or what offends and how much."""
     from IPython.display import Markdown
 
-    return Markdown(label(diagnosis.conclusion_markdown()))
+    return Markdown(safe_markdown(label(diagnosis.conclusion_markdown())))
 
 
 def markdown(text: str):
-    """Markdown text as a cell's result (pseudonymised when the report is redacted)."""
+    """Markdown text as a cell's result (pseudonymised when the report is redacted; raw HTML made inert)."""
     from IPython.display import Markdown
 
-    return Markdown(label(text))
+    return Markdown(safe_markdown(label(text)))
 
 
 def record(name: str, value: Any) -> None:
@@ -148,4 +184,46 @@ def rich_table(styler):
     """A pandas Styler: coloured in Jupyter and HTML, a pipe table in the Markdown report."""
     from IPython.display import display
 
-    display({"text/html": label(styler.to_html()), "text/markdown": label(frame_to_markdown(styler.data))}, raw=True)
+    display({"text/html": label(styler.format(escape="html").to_html()),
+             "text/markdown": safe_markdown(label(frame_to_markdown(styler.data)))}, raw=True)
+
+
+# -- results handed across one report run ------------------------------------------------------
+def _share_dir() -> Path | None:
+    value = os.environ.get(SHARE_ENV)
+    return Path(value) if value else None
+
+
+def in_report_run() -> bool:
+    """True inside a notebook that ``incidentkit report`` executes (results are handed on)."""
+    return _share_dir() is not None
+
+
+def _share_key(name: str) -> str:
+    return hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+def keep(name: str, result: Any, headline: Any = None) -> None:
+    """Keep a notebook's result for this report run: the headline (JSON) is recorded in the
+    executed notebook for the index; the result itself is handed to the incident document,
+    which is assembled from it instead of computing it again. Outside a report, only records."""
+    if headline is not None:
+        record(name, headline)
+    folder = _share_dir()
+    if folder is not None:
+        tmp = folder / f".{_share_key(name)}.tmp"
+        with open(tmp, "wb") as fh:
+            pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, folder / f"{_share_key(name)}.pickle")
+
+
+def kept(name: str) -> Any:
+    """The result a notebook of this report run kept under ``name``; None when it kept none.
+
+    The folder is private to the run (created 0700 by the report, removed after it)."""
+    folder = _share_dir()
+    path = folder / f"{_share_key(name)}.pickle" if folder is not None else None
+    if path is None or not path.is_file():
+        return None
+    with open(path, "rb") as fh:
+        return pickle.load(fh)  # noqa: S301 - written by this run's own kernels, in its private folder

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from . import queries
-from .schema import quote_ident
+from ..db import queries
+from ..db.schema import quote_ident
 
 
 @dataclass

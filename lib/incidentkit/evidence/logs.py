@@ -50,7 +50,8 @@ from itertools import chain
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Protocol, Union
 
-from .exceptions import ConfigError, LogReadError
+from ..exceptions import ConfigError, LogReadError
+from ..text import iso_utc
 
 DEFAULT_USER_PATTERN = r"did:privy:[a-z0-9]+"
 DEFAULT_CONSTRAINT = "users_primary_workspace_id_workspaces_id_fk"
@@ -121,13 +122,6 @@ class ScanStats(Protocol):
 
     skipped_lines: int
     files: list[str]
-
-
-def iso_utc(at: datetime) -> str:
-    """``2025-10-08T14:03:22.481Z``: milliseconds, or microseconds when they are not round."""
-    at = at.astimezone(timezone.utc)
-    spec = "milliseconds" if at.microsecond % 1000 == 0 else "microseconds"
-    return at.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
 # -- public entry points ------------------------------------------------------------------

@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from . import config
+from .. import config
 
 INCIDENT_USER = "did:privy:cmgiqkpg0001wl40cqhofcvo4"
 INCIDENT_WORKSPACE = "a7189b92-ba75-4160-8fa0-426bfe8fa33a"

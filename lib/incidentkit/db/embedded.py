@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
-from .exceptions import EmbeddedServerError
+from .. import config
+from ..exceptions import EmbeddedServerError
 
 SERVER_USER = "incidentkit"
 SUPERUSER = "postgres"

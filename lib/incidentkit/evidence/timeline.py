@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from . import config
+from .. import config
 from .logs import LogScan, iso_utc
 from .verdicts import (
     VERDICT_LABELS,
