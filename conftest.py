@@ -16,6 +16,20 @@ _CACHE = tempfile.mkdtemp(prefix="incidentkit-test-")
 os.environ["INCIDENTKIT_CACHE_DIR"] = _CACHE  # inherited by nbval's and papermill's kernels
 
 
+#: Fixtures whose set-up alone takes more than a few seconds: a test that uses one is slow.
+SLOW_FIXTURES = {"demo_report"}  # ``incidentkit demo``: every notebook, the race lab, the report
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects anything
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` what the fast tier (``pytest -m "not slow"``) leaves out, whatever its file says:
+    nbval's notebook cells (each notebook starts a kernel and runs the analyses), and every test
+    reading the session's demo report."""
+    for item in items:
+        if item.path.suffix == ".ipynb" or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _embedded_server_lifecycle():
     yield

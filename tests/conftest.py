@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import os
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from incidentkit.db import embedded
+from incidentkit.text import iso_utc
 
 REFERENCE_SQL = Path(__file__).resolve().parents[1] / "lib" / "incidentkit" / "sql" / "reference_schema.sql"
 _counter = itertools.count()
@@ -20,8 +23,10 @@ def pg_server():
     """The session's embedded server (in the session's temporary cache directory, fsync off).
 
     The notebooks' kernels find the same server through ``INCIDENTKIT_CACHE_DIR`` (set in the
-    root conftest.py), which also stops it at the end of the session."""
-    return embedded.default_server(fast_unsafe=True).start()
+    root conftest.py), which also stops it at the end of the session. Started ``persistent``
+    (as ``incidentkit server start`` does): a CLI verb run in this process (``cli.main``)
+    releases its lease when done, and must not stop the server the session's tests use."""
+    return embedded.default_server(fast_unsafe=True).start(persistent=True)
 
 
 @pytest.fixture(scope="session")
@@ -180,6 +185,13 @@ def reader_role(pg_server):
 
 
 @pytest.fixture(scope="session")
+def grant_select():
+    """:func:`grant_reader` as a fixture: tests take it as an argument instead of importing conftest
+    (the password is ``reader_role[1]``)."""
+    return grant_reader
+
+
+@pytest.fixture(scope="session")
 def pgbouncer(tmp_path_factory, pg_server, reader_role):
     bouncer = PgBouncer(tmp_path_factory.mktemp("pgbouncer"), pg_server,
                         {"postgres": "bouncer-admin-pw", reader_role[0]: reader_role[1]})
@@ -209,3 +221,61 @@ def demo_report(tmp_path_factory, pg_server):
     assert proc.returncode == 0, proc.stderr
     folder = out / dt.datetime.now(dt.timezone.utc).date().isoformat()
     return folder, out, proc
+
+
+class Rows:
+    """Rows written as the application writes them, through the reference schema (its real audit
+    trigger records them): the ``rows`` fixture. Shared by the timeline and verdict tests."""
+
+    _request = itertools.count()
+
+    @staticmethod
+    def uid() -> str:
+        return f"did:privy:t{uuid.uuid4().hex[:22]}"
+
+    @staticmethod
+    def admin(url: str):
+        return psycopg.connect(url, autocommit=True)
+
+    @staticmethod
+    def new_workspace(conn, name: str = "team") -> str:
+        return str(conn.execute("insert into workspaces (name) values (%s) returning id", (name,)).fetchone()[0])
+
+    @staticmethod
+    def add_member(conn, ws: str, user: str, primary: bool = False) -> str:
+        return str(conn.execute("insert into workspace_members (workspace_id, user_id, is_primary) values (%s, %s, %s)"
+                                " returning id", (ws, user, primary)).fetchone()[0])
+
+    @classmethod
+    def signup(cls, conn, user: str) -> str:
+        """A user who signed up normally: own workspace, user row, primary membership (one transaction)."""
+        with conn.transaction():
+            ws = cls.new_workspace(conn, f"{user}'s workspace")
+            conn.execute("insert into users (privy_did, primary_workspace_id) values (%s, %s)", (user, ws))
+            cls.add_member(conn, ws, user, True)
+        return ws
+
+    @staticmethod
+    def db_now(conn) -> datetime:
+        return conn.execute("select clock_timestamp()").fetchone()[0].astimezone(timezone.utc)
+
+    @classmethod
+    def app_log(cls, path: Path, at: datetime, user: str | None, ws: str) -> Path:
+        """The application's log of one failed first login (the format of the incident's logs)."""
+        who = f" user={user}" if user else ""
+        n = cls._request
+        path.write_text(
+            f"{iso_utc(at)} info  [web] POST /api/trpc/workspace.getOrCreateWorkspaceV2 start{who} requestId=req_{next(n)}\n"
+            f"{iso_utc(at)} error [web] tRPC failed on workspace.getOrCreateWorkspaceV2{who} requestId=req_{next(n)}\n"
+            'error: insert or update on table "users" violates foreign key constraint '
+            '"users_primary_workspace_id_workspaces_id_fk"\n'
+            f'Detail: Key (primary_workspace_id)=({ws}) is not present in table "workspaces".\n'
+            "    at /var/task/node_modules/pg-pool/index.js:45:11\n"
+        )
+        return path
+
+
+@pytest.fixture
+def rows() -> type[Rows]:
+    """Helpers that write users, workspaces and memberships as the app does, and its failure log."""
+    return Rows

@@ -95,6 +95,7 @@ def test_a_url_on_the_command_line_is_refused_without_echoing_its_password():
     assert "s3cr3t-pw" not in line
 
 
+@pytest.mark.slow
 def test_report_writes_a_dated_folder(tmp_path):
     p = run("report", "--demo", "--out", str(tmp_path), "--date", "2025-10-08", "--no-race-lab")
     assert p.returncode == 0, p.stderr

@@ -10,6 +10,8 @@ import subprocess
 import time
 import urllib.request
 
+import pytest
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -22,6 +24,7 @@ def _get(url: str):
         return json.loads(r.read())
 
 
+@pytest.mark.slow
 def test_lab_serves_the_notebooks(tmp_path):
     port, token = _free_port(), "ik-test-token"
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}

@@ -283,10 +283,10 @@ def test_file_that_cannot_be_opened_raises_log_read_error(tmp_path, monkeypatch)
     path = write(tmp_path / "secret.log", "x\n")
     if os.geteuid() != 0:
         path.chmod(0)
-    else:  # root reads anything: make open() refuse, as the file system would
+    else:  # root reads anything: make the open refuse, as the file system would
         def refuse(*args, **kwargs):
             raise PermissionError(13, "Permission denied", str(path))
-        monkeypatch.setattr(logs, "open", refuse, raising=False)
+        monkeypatch.setattr(logs, "_open_fd", refuse)
     with pytest.raises(LogReadError, match=r"cannot open log file .*secret\.log: permission denied"):
         scan_logs(path)
 
@@ -396,7 +396,7 @@ def test_defaults():
 def test_to_dict_is_json_ready_with_utc_z_times():
     scan = scan_logs([SAMPLES / "app", SAMPLES / "drains"])
     data = json.loads(json.dumps(scan.to_dict()))
-    assert set(data) == {"failures", "skipped_lines", "files"}
+    assert set(data) == {"failures", "skipped_lines", "files", "file_reads"}
     first = data["failures"][0]
     assert first == {"at": "2025-10-08T14:03:22.481Z", "user_id": A[0], "workspace_id": A[1],
                      "constraint": DEFAULT_CONSTRAINT, "source": str(SAMPLES / "app" / "next-server.log"),
@@ -460,20 +460,32 @@ def test_iter_failures_yields_before_the_file_ends(tmp_path):
     assert pairs(rest) == [B]
 
 
-def test_memory_stays_bounded_on_a_large_file(tmp_path):
-    path = tmp_path / "big.log"
-    with open(path, "w") as fh:
-        for _ in range(120):
-            fh.write(record("2025-10-08T14:03:22.481Z", *A) + filler(200))
-    size = path.stat().st_size
+def _peak_while_scanning(path: Path) -> tuple[int, int]:
     tracemalloc.start()
     try:
         count = sum(1 for _ in iter_failures(path))
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert count == 120
-    assert size > 1_000_000 and peak < size // 10
+    return count, peak
+
+
+def test_memory_stays_bounded_on_a_large_file(tmp_path, monkeypatch):
+    """Four times the file, not more memory: the reading buffers are fixed, lines are not kept."""
+    monkeypatch.setattr(logs, "READ_BLOCK", 64 * 1024)  # files many blocks long, made quickly
+    peaks = []
+    for records in (300, 1200):
+        path = tmp_path / f"big-{records}.log"
+        with open(path, "w") as fh:
+            for _ in range(records):
+                fh.write(record("2025-10-08T14:03:22.481Z", *A) + filler(200))
+        count, peak = _peak_while_scanning(path)
+        assert count == records
+        peaks.append(peak)
+    size = path.stat().st_size
+    assert size > 12_000_000
+    # what may differ: how many blocks wait for the digest thread (at most 8, as it is scheduled)
+    assert peaks[1] < peaks[0] + 10 * logs.READ_BLOCK and peaks[1] < size // 10
 
 
 def test_gzip_streams_too(tmp_path):

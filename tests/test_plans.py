@@ -205,8 +205,8 @@ def _timeline_param(name: str):
     return name
 
 
-@pytest.mark.parametrize("function", [_timeline_param(n) for n in TIMELINE_QUERIES])
-def test_timeline_statement_reads_big_tables_by_index_only(timeline_statements, function):
+def _check_reads_big_tables_by_index_only(timeline_statements, function):
+    """Fail naming every scan of a big table that is not an index access or reads too many rows."""
     statements = timeline_statements.get(function)
     assert statements, f"the timelines never ran queries.{function} (ran: {sorted(timeline_statements)})"
     problems = []
@@ -221,12 +221,20 @@ def test_timeline_statement_reads_big_tables_by_index_only(timeline_statements, 
             pytest.fail(f"{st.describe()}\n" + "\n".join(problems))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("function", [_timeline_param(n) for n in TIMELINE_QUERIES])
+def test_timeline_statement_reads_big_tables_by_index_only(timeline_statements, function):
+    _check_reads_big_tables_by_index_only(timeline_statements, function)
+
+
+@pytest.mark.slow
 def test_every_timeline_statement_on_the_big_tables_is_checked(timeline_statements):
     unchecked = {f for f, sts in timeline_statements.items()
                  if f not in TIMELINE_QUERIES and any(_big_scans(s) for s in sts)}
     assert not unchecked, f"add these to TIMELINE_QUERIES: {sorted(unchecked)}"
 
 
+@pytest.mark.slow
 def test_diagnosis_reads_each_big_table_once_per_statement_not_once_per_row(diagnosis_statements):
     statements = [st for sts in diagnosis_statements.values() for st in sts if _big_scans(st)]
     assert statements, f"no diagnosis statement read the big tables (ran: {sorted(diagnosis_statements)})"
@@ -275,6 +283,7 @@ def indexed_timeline_statements(plans_db, timeline_statements, tmp_path_factory)
     return _by_function(statements)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("function", TIMELINE_QUERIES)
 def test_with_the_advised_indexes_every_timeline_statement_uses_an_index(indexed_timeline_statements, function):
-    test_timeline_statement_reads_big_tables_by_index_only(indexed_timeline_statements, function)
+    _check_reads_big_tables_by_index_only(indexed_timeline_statements, function)

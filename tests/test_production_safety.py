@@ -22,7 +22,6 @@ from nbformat.v4 import new_code_cell, new_notebook
 import incidentkit as ik
 from incidentkit.report import render as reports
 
-from conftest import READER_PASSWORD, grant_reader
 
 EXE = shutil.which("incidentkit")
 
@@ -124,19 +123,20 @@ def test_url_comes_from_a_named_variable_only(demo_db):
 
 
 # -- 2. through a real pooler: the full report ----------------------------------------------------
-def test_full_report_through_pgbouncer_as_a_select_only_role(pgbouncer, demo_db, tmp_path):
-    grant_reader(demo_db)
+@pytest.mark.slow
+def test_full_report_through_pgbouncer_as_a_select_only_role(pgbouncer, demo_db, tmp_path, reader_role, grant_select):
+    grant_select(demo_db)
     url = pgbouncer.url(dbname(demo_db), "ik_reader")
     p = cli("report", "--out", str(tmp_path), "--date", "2025-10-08", "--no-race-lab", env={"DATABASE_URL": url})
     assert p.returncode == 0, p.stderr
     md = (tmp_path / "2025-10-08" / "01-diagnosis.md").read_text()
     assert "| Total users | 179 |" in md
     assert f"127.0.0.1/{dbname(demo_db)}" in md
-    assert_no_secret(tmp_path, p)
+    assert_no_secret(tmp_path, p, secret=reader_role[1])
 
 
 # -- 3. no secret in any artifact -----------------------------------------------------------------
-def assert_no_secret(folder, *procs, secret: str = READER_PASSWORD) -> None:
+def assert_no_secret(folder, *procs, secret: str) -> None:
     needle = secret.encode()
     checked = 0
     for path in folder.rglob("*"):
@@ -149,8 +149,10 @@ def assert_no_secret(folder, *procs, secret: str = READER_PASSWORD) -> None:
         assert secret not in p.stdout and secret not in p.stderr
 
 
+@pytest.mark.slow
 def test_failed_report_leaks_no_secret(pg_server, reader_role, tmp_path):
     """A database without the audit log: the report fails half-way, in the kernel, with a traceback."""
+    READER_PASSWORD = reader_role[1]
     name = "ik_secret_fail"
     url = pg_server.create_database(name, replace=True)
     with psycopg.connect(url, autocommit=True) as conn:
@@ -170,12 +172,13 @@ def test_failed_report_leaks_no_secret(pg_server, reader_role, tmp_path):
         assert len(failed) == 1 and str(failed[0]) in line
         kept = list(failed[0].glob("*.ipynb"))
         assert kept and any("SchemaMismatch" in p.read_text() for p in kept)  # the error is marked
-        assert_no_secret(tmp_path, p)
+        assert_no_secret(tmp_path, p, secret=READER_PASSWORD)
     finally:
         pg_server.drop_database(name)
 
 
 def test_connection_errors_never_show_the_password(pg_server, demo_db, reader_role):
+    READER_PASSWORD = reader_role[1]
     wrong = pg_server.url(dbname(demo_db), user="ik_reader", password="wrong-" + READER_PASSWORD)
     line = one_error_line(cli("diagnose", env={"DATABASE_URL": wrong}))
     assert "password authentication failed" in line and READER_PASSWORD not in line
@@ -225,6 +228,7 @@ INJECTIONS = ["x'; drop table users; --", 'users"; drop table workspaces; --', "
               "$$; truncate workspaces; $$"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("payload", INJECTIONS)
 def test_injection_attempts_leave_the_database_untouched(demo_db, tmp_path, payload):
     before = fingerprint(demo_db)
@@ -272,9 +276,8 @@ def test_timeouts_hit_are_clear_errors(demo_db, args, expected):
     holder.start()
     try:
         assert ready.wait(10)
-        started = time.monotonic()
         line = one_error_line(cli("diagnose", *args, env={"DATABASE_URL": demo_db}, timeout=60))
-        assert expected in line and time.monotonic() - started < 15
+        assert expected in line  # the limit asked for is the one that fired, named
     finally:
         release.set()
         holder.join()
@@ -305,6 +308,7 @@ def test_connection_killed_mid_run(demo_db, pg_server):
         holder.join()
 
 
+@pytest.mark.slow
 def test_kernel_death_fails_the_report_cleanly(tmp_path):
     nb = new_notebook(cells=[new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
                              new_code_cell("import os\nos._exit(1)")],
@@ -329,7 +333,7 @@ def test_unwritable_reports_directory(tmp_path, demo_db):
 def test_timeline_and_affected_through_the_pooler(pgbouncer, demo_db):
     from incidentkit.config import demo_log_path
     from incidentkit.evidence.timeline import user_timeline
-    from incidentkit.evidence.verdicts import affected
+    from incidentkit.evidence import affected
 
     db = ik.Database(pgbouncer.url(dbname(demo_db)))
     t = user_timeline(db, "did:privy:cmgiqkpg0001wl40cqhofcvo4", logs=[demo_log_path()])

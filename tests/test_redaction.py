@@ -28,6 +28,7 @@ def _everything(folder):
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_redacted_report_has_no_user_id_anywhere(tmp_path):
     folder, p = _report(tmp_path, "--redact")
     files = _everything(folder)
@@ -53,6 +54,7 @@ def test_redacted_report_has_no_user_id_anywhere(tmp_path):
     assert b"did:privy" not in (folder / "README.md").read_bytes()
 
 
+@pytest.mark.slow
 def test_redact_workspaces_too(tmp_path):
     folder, _ = _report(tmp_path, "--redact-workspaces", "--no-race-lab")
     for path, data in _everything(folder).items():
@@ -72,6 +74,7 @@ def test_pseudonyms_are_stable_and_keyed():
     assert INCIDENT_WORKSPACE not in Redactor(b"k" * 32, workspaces=True).text(INCIDENT_WORKSPACE)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["00-postmortem", "01-diagnosis", "02-affected-users", "03-user-timeline-01"])
 def test_markdown_reads_well_on_github(demo_report, name):
     folder, _, _ = demo_report

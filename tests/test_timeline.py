@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import timedelta
 
 import matplotlib
@@ -12,11 +13,16 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from incidentkit import ConfigError, Database, config  # noqa: E402
+from incidentkit.evidence import (  # noqa: E402
+    Timeline,
+    WorkspaceTimeline,
+    affected,
+    default_logs,
+    registry,
+    user_timeline,
+    workspace_timeline,
+)
 from incidentkit.evidence.logs import scan_logs  # noqa: E402
-from incidentkit.evidence.timeline import Timeline, WorkspaceTimeline, default_logs, user_timeline, workspace_timeline  # noqa: E402
-from incidentkit.evidence.verdicts import VERDICTS, affected  # noqa: E402
-
-from test_verdicts import add_member, admin, app_log, db_now, new_workspace, signup, uid  # noqa: E402
 
 DEMO_USER = "did:privy:cmgiqkpg0001wl40cqhofcvo4"
 DEMO_WS = "a7189b92-ba75-4160-8fa0-426bfe8fa33a"
@@ -54,7 +60,7 @@ def test_demo_defaults_to_its_log(demo_db):
     assert default_logs(demo_db) == config.demo_log_path()
     a = affected(demo_db)
     d = a.to_dict()
-    assert d["by_verdict"] == {**{v: 0 for v in VERDICTS}, "concurrent_deletion": 1}
+    assert d["by_verdict"] == {**{v: 0 for v in registry.NAMES}, "concurrent_deletion": 1}
     assert d["failures"][0]["user_id"] == DEMO_USER
     assert list(a.delay_frame()["seconds_after_deletion"]) == [pytest.approx(0.046)]
     a.plot_delays()
@@ -115,12 +121,12 @@ def test_unknown_user_is_an_empty_timeline(demo_db):
 
 
 # -- from real rows --------------------------------------------------------------------------
-def test_user_history_with_primary_workspace_change(fresh_db, tmp_path):
-    user = uid()
-    with admin(fresh_db) as conn:
-        home = signup(conn, user)
-        team = new_workspace(conn, "team")
-        add_member(conn, team, user)
+def test_user_history_with_primary_workspace_change(fresh_db, tmp_path, rows):
+    user = rows.uid()
+    with rows.admin(fresh_db) as conn:
+        home = rows.signup(conn, user)
+        team = rows.new_workspace(conn, "team")
+        rows.add_member(conn, team, user)
         conn.execute("update users set primary_workspace_id = %s where privy_did = %s", (team, user))
         conn.execute("update users set primary_workspace_id = %s where privy_did = %s", (home, user))
         conn.execute("delete from workspaces where id = %s", (team,))
@@ -136,15 +142,15 @@ def test_user_history_with_primary_workspace_change(fresh_db, tmp_path):
     assert any("No logs given" in n for n in tl.notes)
 
 
-def test_timeline_of_a_failed_login_from_log_paths(fresh_db, tmp_path):
-    user = uid()
-    with admin(fresh_db) as conn:
-        signup(conn, uid())
-        ws = new_workspace(conn)
-        add_member(conn, ws, user)
+def test_timeline_of_a_failed_login_from_log_paths(fresh_db, tmp_path, rows):
+    user = rows.uid()
+    with rows.admin(fresh_db) as conn:
+        rows.signup(conn, rows.uid())
+        ws = rows.new_workspace(conn)
+        rows.add_member(conn, ws, user)
         conn.execute("delete from workspaces where id = %s", (ws,))
-        now = db_now(conn)
-    log = app_log(tmp_path / "app.log", now + timedelta(milliseconds=20), user, ws)
+        now = rows.db_now(conn)
+    log = rows.app_log(tmp_path / "app.log", now + timedelta(milliseconds=20), user, ws)
     tl = user_timeline(Database(fresh_db), user, logs=[str(log)])
     assert [j.verdict for j in tl.failures] == ["concurrent_deletion"]
     assert [e.source for e in tl.events] == ["workspaces", "memberships", "workspaces", "memberships", "logs"]
@@ -160,32 +166,32 @@ def test_unknown_workspace_timeline(fresh_db):
     assert wt.events == [] and not wt.exists and "unknown" in wt.notes[0]
 
 
-def test_timeline_without_deletion_source(fresh_db, tmp_path):
+def test_timeline_without_deletion_source(fresh_db, tmp_path, rows):
     from incidentkit import SchemaMap
 
-    user = uid()
-    with admin(fresh_db) as conn:
-        ws = new_workspace(conn)
-        add_member(conn, ws, user)
+    user = rows.uid()
+    with rows.admin(fresh_db) as conn:
+        ws = rows.new_workspace(conn)
+        rows.add_member(conn, ws, user)
         conn.execute("delete from workspaces where id = %s", (ws,))
-        now = db_now(conn)
+        now = rows.db_now(conn)
     db = Database(fresh_db, schema=SchemaMap.from_dict({"deletions": {"source": "none"}}))
-    tl = user_timeline(db, user, logs=app_log(tmp_path / "app.log", now, user, ws))
+    tl = user_timeline(db, user, logs=rows.app_log(tmp_path / "app.log", now, user, ws))
     assert tl.deletion_source == "none"
     assert any("No deletion source" in n for n in tl.notes)
     assert [j.verdict for j in tl.failures] == ["insufficient_evidence"]
     assert not any(e.kind == "deleted" for e in tl.events)
-    assert "unknown" in user_timeline(db, uid()).notes[0]
+    assert "unknown" in user_timeline(db, rows.uid()).notes[0]
 
 
-def test_soft_delete_timeline(fresh_db):
+def test_soft_delete_timeline(fresh_db, rows):
     from incidentkit import SchemaMap
 
-    user = uid()
-    with admin(fresh_db) as conn:
+    user = rows.uid()
+    with rows.admin(fresh_db) as conn:
         conn.execute("alter table workspaces add column deleted_at timestamptz")
-        ws = new_workspace(conn)
-        add_member(conn, ws, user)
+        ws = rows.new_workspace(conn)
+        rows.add_member(conn, ws, user)
         conn.execute("update workspaces set deleted_at = now() where id = %s", (ws,))
     db = Database(fresh_db, schema=SchemaMap.from_dict({"workspaces": {"deleted_at": "deleted_at"}}))
     tl = user_timeline(db, user)

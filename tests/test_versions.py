@@ -16,6 +16,7 @@ from incidentkit.db.demo import EXPECTED, INCIDENT_USER, load_demo
 BIN_DIRS = embedded.installed_bin_dirs()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bin_dir", BIN_DIRS, ids=[f"pg{embedded.server_version(d)}" for d in BIN_DIRS])
 def test_demo_diagnosis_and_timeline_on_each_installed_version(tmp_path, bin_dir):
     major = embedded.server_version(bin_dir)

@@ -5,7 +5,7 @@ The package root re-exports the public API; notebooks and the CLI call these.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .config import __version__
 
 from .config import Timeouts
 from .db.connection import Database

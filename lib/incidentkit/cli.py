@@ -15,21 +15,79 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import __version__
+from .config import __version__
 from . import config
 from .exceptions import ConfigError, IncidentKitError
+from .text import conninfo_parts, one_line, scrub_secrets
 
-_URL_WITH_AUTH = re.compile(r"([a-z][a-z0-9+.-]*://)[^\s/@]*@", re.I)
+_UNRECOGNIZED = "unrecognized arguments: "
 
 
-def _scrub(text: str) -> str:
-    """Hide credentials in anything echoed back (argparse repeats unrecognised arguments)."""
-    return _URL_WITH_AUTH.sub(r"\1***@", str(text))
+def _looks_like_credentials(arg: str) -> bool:
+    """A stray argument that may be (part of) a connection string: never echoed."""
+    return "://" in arg or "@" in arg or "=" in arg.lstrip("-")
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, no usage dump
+        if message.startswith(_UNRECOGNIZED):
+            stray = message[len(_UNRECOGNIZED):].split(" ")
+            if any(_looks_like_credentials(a) for a in stray):
+                shown = " ".join(a for a in stray if not _looks_like_credentials(a))
+                message = (f"{_UNRECOGNIZED}{shown + ' and ' if shown else ''}"
+                           "what looks like a connection string (not shown); the database URL is read from "
+                           f"${config.DEFAULT_URL_ENV} (or --database-url-env NAME), never from the command line")
         raise ConfigError(f"{message} (see '{self.prog} --help')")
+
+
+def _secrets(args: argparse.Namespace | None) -> list[str]:
+    """Strings that must never reach output: the URLs this command may hold, and their passwords."""
+    urls = [os.environ.get(config.DEFAULT_URL_ENV, "")]
+    env_name = getattr(args, "database_url_env", None)
+    if isinstance(env_name, str) and env_name and len(env_name) < 256:
+        urls.append(os.environ.get(env_name, ""))
+    urls.append(getattr(args, "scratch_url", None) or "")
+    out: list[str] = []
+    for url in urls:
+        if not url:
+            continue
+        out.append(url)
+        try:
+            out.append(conninfo_parts(url).get("password", ""))
+        except ValueError:
+            pass
+    return [s for s in out if s]
+
+
+def _explain(exc: BaseException) -> str:
+    """What happened, for an exception the library did not turn into an IncidentKitError."""
+    first = next((ln for ln in str(exc).splitlines() if ln.strip()), "")
+    if isinstance(exc, OSError):
+        what = exc.strerror or first or "an operating system error"
+        where = exc.filename if exc.filename is not None else None
+        return f"{what}: {where}" if where is not None else what
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    if isinstance(exc, UnicodeError):
+        return f"text that is not valid UTF-8 ({first})" if first else "text that is not valid UTF-8"
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - a dependency
+        psycopg = None
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+        return f"the database connection failed: {first or 'no reason given'}"
+    if psycopg is not None and isinstance(exc, psycopg.Error):
+        return f"the database refused a query: {first or type(exc).__name__}"
+    return (f"{first or 'an internal error'} (an internal {type(exc).__name__}; "
+            "set INCIDENTKIT_DEBUG=1 for the traceback)")
+
+
+#: The longest error line the CLI prints (the start and the end of a longer message are kept).
+ERROR_LINE_LIMIT = 500
+
+
+def _error_line(text: Any, secrets: list[str]) -> str:
+    return f"error: {one_line(scrub_secrets(text, secrets), ERROR_LINE_LIMIT)}"
 
 
 def _positive_seconds(value: str) -> float:
@@ -63,12 +121,16 @@ def _add_target(p: argparse.ArgumentParser) -> None:
                    help="idle-in-transaction timeout, seconds (default 60)")
 
 
+def _timeouts(args) -> "config.Timeouts":
+    return config.Timeouts(int(args.statement_timeout * 1000), int(args.lock_timeout * 1000),
+                           int(args.idle_timeout * 1000))
+
+
 def _database(args):
     from .db.connection import Database
     from .db.schema import SchemaMap
 
-    timeouts = config.Timeouts(int(args.statement_timeout * 1000), int(args.lock_timeout * 1000),
-                               int(args.idle_timeout * 1000))
+    timeouts = _timeouts(args)
     schema = SchemaMap.load(args.schema_map)
     if args.demo:
         return Database.demo(schema=schema, timeouts=timeouts)
@@ -121,14 +183,14 @@ def cmd_report(args) -> int:
         database_url_env="" if args.demo else args.database_url_env,
         schema_map=args.schema_map or "", out_dir=args.out, date=args.date, show_code=args.show_code,
         logs=args.logs, max_users=args.max_users, window=args.window, race_lab=not args.no_race_lab,
-        redact=args.redact, redact_workspaces=args.redact_workspaces,
+        redact=args.redact, redact_workspaces=args.redact_workspaces, timeouts=_timeouts(args),
     )
     print("\n".join(result.lines()))
     return 0
 
 
 def cmd_timeline(args) -> int:
-    from .evidence.timeline import user_timeline
+    from .evidence import user_timeline
 
     t = user_timeline(_database(args), args.user_id, logs=args.logs or None, window=args.window)
     if args.json:
@@ -139,7 +201,7 @@ def cmd_timeline(args) -> int:
 
 
 def cmd_affected(args) -> int:
-    from .evidence.verdicts import affected
+    from .evidence import affected
 
     # Without --logs the library takes the demo's own log on the demo, and refuses elsewhere.
     a = affected(_database(args), args.logs or None, window=args.window)
@@ -153,6 +215,11 @@ def cmd_affected(args) -> int:
 def cmd_race(args) -> int:
     from .racelab import run_race_lab
 
+    if args.scratch_url is not None:
+        try:
+            conninfo_parts(args.scratch_url)  # refused here, before anything could quote it
+        except ValueError as e:
+            raise ConfigError(f"--scratch-url is malformed: {e}") from None
     results = run_race_lab(scratch_url=args.scratch_url)
     if args.json:
         _print_json([r.to_dict() for r in results])
@@ -168,11 +235,18 @@ def cmd_race(args) -> int:
 
 def cmd_remediation(args) -> int:
     from .analysis.indexes import remediation_sql
-    from .racelab import write_remediation
     from .db.schema import SchemaMap
+    from .racelab import write_remediation
+    from .report.render import latest_race_results
 
     schema = SchemaMap.load(args.schema_map)
-    for path in write_remediation(Path(args.out)):
+    results, run = latest_race_results(args.reports)
+    if results is None:
+        print(f"remediation: no report run in {args.reports} holds race-lab results; running the race lab first",
+              file=sys.stderr)
+    else:
+        print(f"remediation: verified by the race lab of the report run {run}", file=sys.stderr)
+    for path in write_remediation(Path(args.out), results=results):
         print(path)
     path = Path(args.out) / "04_investigation_indexes.sql"
     path.write_text(remediation_sql(schema), encoding="utf-8")
@@ -190,12 +264,19 @@ def cmd_lab(args) -> int:
 
 def cmd_server(args) -> int:
     from .db.embedded import default_server
+    from .exceptions import EmbeddedServerError
 
     server = default_server()
     if args.action == "start":
-        server.start()
+        server.start(persistent=True)
         print(f"running: {server.data_dir} on 127.0.0.1:{server.port} (PostgreSQL {server.major})")
     elif args.action == "stop":
+        users = server.holders() if server.is_running() else []
+        if users and not args.force:
+            shown = ", ".join(str(p) for p in users[:5]) + (", ..." if len(users) > 5 else "")
+            raise EmbeddedServerError(f"the embedded server is in use by {len(users)} other incidentkit "
+                                      f"process{'es' if len(users) != 1 else ''} (PID {shown}): not stopped; "
+                                      "it stops when they finish if they started it, or use --force")
         print("stopped" if server.stop() else "not running")
     else:
         running = server.is_running()
@@ -267,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("remediation", help="write the remediation SQL files for review")
     p.add_argument("--out", metavar="DIR", required=True)
+    p.add_argument("--reports", metavar="DIR", default=str(config.reports_dir()),
+                   help="the reports folder whose latest run's race lab verifies the files (default: reports); "
+                        "without one the race lab runs first")
     p.add_argument("--schema-map", metavar="FILE", help="TOML schema mapping for the index statements")
     p.set_defaults(func=cmd_remediation)
 
@@ -280,16 +364,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("server", help="the embedded PostgreSQL server: start, stop, status")
     p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--force", action="store_true", help="stop: even while other incidentkit commands use it")
     p.set_defaults(func=cmd_server)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    args = None
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
-            parser.print_help(sys.stderr)
+            print(f"error: give a verb: {', '.join(_verbs(parser))} (see 'incidentkit --help')", file=sys.stderr)
             return 2
         try:
             return args.func(args)
@@ -298,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # A server started on demand for this command is stopped when it is done.
                 sys.modules["incidentkit.db.embedded"].stop_started_here()
     except IncidentKitError as e:
-        print(f"error: {_scrub(e)}", file=sys.stderr)
+        print(_error_line(e, _secrets(args)), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -308,10 +394,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - never a traceback for the user
         if os.environ.get("INCIDENTKIT_DEBUG"):
             raise
-        first = next((ln for ln in str(e).splitlines() if ln.strip()), "")
-        print(f"error: unexpected {type(e).__name__}: {_scrub(first)[:300]} "
-              "(set INCIDENTKIT_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(_error_line(_explain(e), _secrets(args)), file=sys.stderr)
         return 2
+
+
+def _verbs(parser: argparse.ArgumentParser) -> list[str]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return list(action.choices)
+    return []
 
 
 if __name__ == "__main__":

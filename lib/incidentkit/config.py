@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The kit's version (pyproject.toml reads it from here).
+__version__ = "0.1.0"
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SQL_DIR = PACKAGE_DIR / "sql"
 DATA_DIR = PACKAGE_DIR / "data"

@@ -1,7 +1,9 @@
 """Every error the kit raises on purpose derives from :class:`IncidentKitError`.
 
 The CLI turns any of them into one line on stderr, ``error: <message>``, and exit code 2.
-Messages never carry credentials: whatever text comes from a driver is scrubbed first.
+Messages never carry credentials: whatever text comes from a driver is scrubbed first
+(:func:`incidentkit.text.scrub_secrets`), and ``str()`` of any of them is one line
+(:func:`incidentkit.text.one_line`): control and bidi characters escaped, at most 2,000 characters.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ class IncidentKitError(Exception):
         super().__init__(message)
         self.message = message
 
-    def __str__(self) -> str:  # one line, always
-        return " ".join(str(self.message).split())
+    def __str__(self) -> str:  # one line, always: control and bidi characters escaped, bounded
+        from .text import one_line
+
+        return one_line(self.message, 2000)
 
 
 class ConfigError(IncidentKitError):

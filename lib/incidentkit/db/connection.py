@@ -24,6 +24,7 @@ from typing import Any, Iterator, Mapping
 from .. import config
 from ..config import Timeouts
 from ..exceptions import ConfigError, ConnectionFailed, QueryFailed, SchemaMismatch
+from ..text import conninfo_parts, describe_parts, one_line, scrub_secrets
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2")
 
@@ -44,33 +45,30 @@ class Database:
     timeouts: Timeouts = field(default_factory=Timeouts)
     #: Extra strings that must never appear in output (e.g. the password).
     _secrets: list[str] = field(default_factory=list, repr=False)
+    #: (schema mapping, {"workspaces.id": "uuid", ...}): the id columns' types, read once per mapping.
+    id_types: tuple[Any, dict[str, str]] | None = field(default=None, init=False, repr=False, compare=False)
+    #: The schema mapping last found to fit this database (``SchemaMap.check`` skips it next time).
+    schema_checked: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
-        raw = (self.url or "").strip()
+        raw = (self.url or "").strip() if isinstance(self.url, str) else ""
         if not raw:
             raise ConfigError("the database URL is empty")
-        self._secrets = [s for s in {raw} if s]
-        scheme = raw.split("://", 1)[0] if "://" in raw else ""
-        if scheme not in _SCHEMES:
+        self._secrets = [raw]
+        head = raw.split(None, 1)[0]
+        if "://" in head and head.split("://", 1)[0].lower() not in _SCHEMES:
+            scheme = head.split("://", 1)[0]
             raise ConfigError("the database URL must start with postgresql:// (got "
-                              f"{(scheme or 'no scheme')!r})")
+                              f"{one_line(scheme or 'no scheme', 40)!r})")
         try:
-            parsed = make_url(raw)
-        except (ArgumentError, ValueError):
-            raise ConfigError("the database URL is malformed (expected postgresql://host:port/dbname, with user and password before the host)") from None
-        if parsed.password:
-            self._secrets.append(str(parsed.password))
-        try:
-            port = parsed.port
-        except ValueError:
-            raise ConfigError("the database URL has an invalid port") from None
-        if not parsed.database:
+            parts = conninfo_parts(raw)
+        except ValueError as e:
+            raise ConfigError(f"the database URL is malformed: {e}") from None
+        if parts.get("password"):
+            self._secrets.append(parts["password"])
+        if not parts.get("dbname"):
             raise ConfigError("the database URL names no database (postgresql://host/dbname)")
-        self._parsed = parsed.set(drivername="postgresql+psycopg")
-        self._port = port
+        self._parts = parts
         if self.schema is None:
             from .schema import SchemaMap
 
@@ -98,40 +96,43 @@ class Database:
     # -- what may be shown ----------------------------------------------------------------
     @property
     def host(self) -> str:
-        h = self._parsed.host or self._parsed.query.get("host") or "localhost"
-        if isinstance(h, tuple):
-            h = h[0]
-        return str(h)
+        """The host (or hosts, comma-separated; a socket directory) libpq will connect to."""
+        return self._parts.get("host") or self._parts.get("hostaddr") or "localhost"
 
     @property
     def dbname(self) -> str:
-        return str(self._parsed.database)
+        return self._parts["dbname"]
 
     def describe(self) -> str:
         """``host/dbname``: how reports name the database (no user, password or port)."""
-        return f"{self.host}/{self.dbname}"
+        return describe_parts(self._parts)
 
     def scrub(self, text: str) -> str:
-        """``text`` with the URL and its password replaced by ``***``."""
-        out = str(text)
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if secret:
-                out = out.replace(secret, "***")
-        return out
+        """``text`` with the URL, its password and any other credential replaced by ``***``."""
+        return scrub_secrets(text, self._secrets)
 
     # -- engine -------------------------------------------------------------------------
     @property
     def engine(self):
         if self._engine is None:
+            import psycopg
+            from psycopg.conninfo import make_conninfo
             from sqlalchemy import create_engine
             from sqlalchemy.pool import NullPool
 
-            connect_args: dict[str, Any] = {"prepare_threshold": None}
-            if "application_name" not in self._parsed.query:
-                connect_args["application_name"] = config.APPLICATION_NAME
-            if "connect_timeout" not in self._parsed.query:
-                connect_args["connect_timeout"] = 10
-            self._engine = create_engine(self._parsed, poolclass=NullPool, connect_args=connect_args,
+            extra: dict[str, Any] = {}
+            if "application_name" not in self._parts:
+                extra["application_name"] = config.APPLICATION_NAME
+            if "connect_timeout" not in self._parts:
+                extra["connect_timeout"] = 10
+            # libpq itself reads the connection string (multi-host, socket directories, every
+            # parameter), exactly as psql would; SQLAlchemy only drives the connection.
+            conninfo = make_conninfo("", **self._parts, **extra)
+
+            def connect():
+                return psycopg.connect(conninfo, prepare_threshold=None)
+
+            self._engine = create_engine("postgresql+psycopg://", creator=connect, poolclass=NullPool,
                                          hide_parameters=True)
         return self._engine
 
@@ -205,10 +206,10 @@ class Database:
         ):
             m = re.search(pattern, text)
             if m:
-                return message or m.group(0)
+                return message or one_line(m.group(0))
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         fatal = [ln for ln in lines if ln.startswith("FATAL") or "FATAL:" in ln]
-        return (fatal[-1] if fatal else (lines[-1] if lines else type(orig).__name__))[:300]
+        return one_line(fatal[-1] if fatal else (lines[-1] if lines else type(orig).__name__))
 
 
 class Reader:

@@ -11,6 +11,13 @@ its password (SCRAM), so tests can exercise real authentication. The server writ
 logs as ``stderr`` text, ``csvlog`` and (PostgreSQL 15+) ``jsonlog``, with bind parameters
 on error, because the log ingestion reads exactly those.
 
+Several kit processes may use the server at once (two commands, cron, a notebook kernel):
+each takes a *lease* (a file named by its PID in ``.<datadir>.leases/`` beside the data
+directory). A server started on demand is stopped by the last process to release its lease,
+never under another one; ``incidentkit server start`` keeps it running until ``server stop``,
+which refuses while other kit processes use it (unless ``--force``). A ``postmaster.pid`` whose
+PID is not our postmaster (a crash, then the PID reused) is recognised as stale and replaced.
+
 PostgreSQL refuses to run as root; when the kit runs as root it runs the server as the
 system user ``incidentkit`` (created with ``useradd`` when missing).
 """
@@ -39,7 +46,8 @@ HOST = "127.0.0.1"
 
 _CONF_MARK = "# --- incidentkit settings ---"
 
-#: Servers this process started (the CLI stops them when its verb is done).
+#: Servers this process holds a lease on (the CLI releases them when its verb is done; the last
+#: process to release a server that was started on demand stops it).
 STARTED_HERE: list["EmbeddedServer"] = []
 
 
@@ -103,11 +111,66 @@ def _free_port() -> int:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # As PostgreSQL does: a port whose old connections linger in TIME_WAIT is free.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:
             return False
         return True
+
+
+def _port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _process_identity(pid: int) -> str | None:
+    """The process's start time (``/proc/PID/stat`` field 22): tells a PID from its reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_our_postmaster(pid: int, data_dir: Path) -> bool | None:
+    """Whether ``pid`` is a ``postgres`` serving ``data_dir``; None when ``/proc`` cannot tell."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    if not argv or not argv[0]:
+        return None  # a zombie, or a kernel thread: no command line to judge by
+    if os.path.basename(argv[0].decode(errors="replace")) not in ("postgres", "postmaster"):
+        return False
+    args = [a.decode(errors="replace") for a in argv[1:]]
+    for i, a in enumerate(args):
+        value = None
+        if a == "-D" and i + 1 < len(args):
+            value = args[i + 1]
+        elif a.startswith("-D") and len(a) > 2:
+            value = a[2:]
+        if value is not None:
+            with contextlib.suppress(OSError):
+                return Path(value).resolve() == data_dir.resolve()
+            return False
+    return None  # started without -D (PGDATA): the port decides
 
 
 def _ensure_system_user() -> str | None:
@@ -239,30 +302,112 @@ class EmbeddedServer:
         conf.write_text(text + "\n".join(lines) + "\n")
 
     def _read_pid_file(self) -> tuple[int, int] | None:
+        """``(pid, port)`` of *our* postmaster, or None when none runs on this data directory.
+
+        A ``postmaster.pid`` left by a crash may name a PID that now belongs to another process:
+        the PID must be a ``postgres`` whose data directory is ours (``/proc``), and when that
+        cannot be read, its port must answer.
+        """
         pid_file = self.data_dir / "postmaster.pid"
         try:
             lines = pid_file.read_text().splitlines()
             pid, port = int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _pid_alive(pid):
             return None
-        except PermissionError:
-            pass
+        ours = _is_our_postmaster(pid, self.data_dir)
+        if ours is False:
+            return None
+        if ours is None and not _port_answers(port):
+            return None
         return pid, port
+
+    def _stale_pid_file(self) -> bool:
+        """True when ``postmaster.pid`` exists but names no postmaster of ours (safe to remove)."""
+        return (self.data_dir / "postmaster.pid").exists() and self._read_pid_file() is None
 
     def is_running(self) -> bool:
         return self._read_pid_file() is not None
 
-    def start(self) -> "EmbeddedServer":
-        """Initialise the cluster if needed and start it if it is not running."""
+    # -- leases: which processes use the server --------------------------------------------
+    @property
+    def _lease_dir(self) -> Path:
+        return self.data_dir.parent / f".{self.data_dir.name}.leases"
+
+    @property
+    def _on_demand_mark(self) -> Path:
+        return self._lease_dir / "started-on-demand"
+
+    def _take_lease(self) -> None:
+        self._lease_dir.mkdir(parents=True, exist_ok=True)
+        (self._lease_dir / f"{os.getpid()}.lease").write_text(_process_identity(os.getpid()) or "")
+        if self not in STARTED_HERE:
+            STARTED_HERE.append(self)
+
+    def holders(self, include_self: bool = False) -> list[int]:
+        """PIDs of the live kit processes holding a lease on this server (dead ones are pruned)."""
+        out = []
+        for lease in sorted(self._lease_dir.glob("*.lease")) if self._lease_dir.is_dir() else []:
+            try:
+                pid = int(lease.name.split(".")[0])
+                identity = lease.read_text()
+            except (OSError, ValueError):
+                continue
+            if _pid_alive(pid) and (not identity or identity == _process_identity(pid)):
+                if include_self or pid != os.getpid():
+                    out.append(pid)
+            else:
+                with contextlib.suppress(OSError):
+                    lease.unlink()
+        return out
+
+    def release(self) -> bool:
+        """Give up this process's lease; stop the server when it was started on demand and no other
+        kit process holds a lease on it any more. True when it was stopped."""
         with self._lock():
+            with contextlib.suppress(OSError):
+                (self._lease_dir / f"{os.getpid()}.lease").unlink()
+            if self in STARTED_HERE:
+                STARTED_HERE.remove(self)
+            if self.holders() or not self._on_demand_mark.exists():
+                return False
+            with contextlib.suppress(OSError):
+                self._on_demand_mark.unlink()
+            return self._stop_locked()
+
+    def stop_if_orphaned(self) -> bool:
+        """Stop a server started on demand whose starters have all exited (e.g. a report's kernel
+        started it for the race lab): no live kit process holds a lease. True when stopped."""
+        if not self._on_demand_mark.exists():
+            return False
+        with self._lock():
+            if self.holders(include_self=True) or not self._on_demand_mark.exists():
+                return False
+            with contextlib.suppress(OSError):
+                self._on_demand_mark.unlink()
+            return self._stop_locked()
+
+    def start(self, persistent: bool = False) -> "EmbeddedServer":
+        """Initialise the cluster if needed and start it if it is not running.
+
+        This process takes a lease on the server (see :meth:`release`). A server started on
+        demand is stopped by the last process to release it; ``persistent=True`` (``incidentkit
+        server start``) keeps it running until ``incidentkit server stop``.
+        """
+        with self._lock():
+            if persistent:
+                with contextlib.suppress(OSError):
+                    self._on_demand_mark.unlink()
+            else:
+                self._take_lease()
             running = self._read_pid_file()
             if running:
                 self.port = running[1]
                 return self
+            if self._stale_pid_file():
+                # Left by a crash; its PID is not our postmaster (PostgreSQL would refuse to start).
+                (self.data_dir / "postmaster.pid").unlink()
             if not (self.data_dir / "PG_VERSION").exists():
                 self._initdb()
             port = self._configured_port()
@@ -275,7 +420,9 @@ class EmbeddedServer:
                        "-l", str(self.data_dir / "startup.log"), "start"], timeout=90)
             self.port = port
             self.started_here = True
-            STARTED_HERE.append(self)
+            if not persistent:
+                self._lease_dir.mkdir(parents=True, exist_ok=True)
+                self._on_demand_mark.write_text(str(os.getpid()))
         self._wait_ready()
         return self
 
@@ -297,13 +444,24 @@ class EmbeddedServer:
         raise EmbeddedServerError(f"the embedded server did not accept connections on port {self.port}")
 
     def stop(self) -> bool:
-        """Stop the server cleanly (``pg_ctl stop -m fast``); True when it was running."""
+        """Stop the server cleanly (``pg_ctl stop -m fast``) whoever uses it; True when it was running.
+
+        ``incidentkit server stop`` checks :meth:`holders` first; this method does not.
+        """
         with self._lock():
-            if not self.is_running():
-                return False
-            self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
-                       "-m", "fast", "stop"], timeout=90)
-            return True
+            with contextlib.suppress(OSError):
+                self._on_demand_mark.unlink()
+            return self._stop_locked()
+
+    def _stop_locked(self) -> bool:
+        if not self.is_running():
+            if self._stale_pid_file():
+                with contextlib.suppress(OSError):
+                    (self.data_dir / "postmaster.pid").unlink()
+            return False
+        self._run([str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-w", "-t", "60",
+                   "-m", "fast", "stop"], timeout=90)
+        return True
 
     def restart(self) -> "EmbeddedServer":
         self.stop()
@@ -355,13 +513,17 @@ class EmbeddedServer:
 
 
 def stop_started_here() -> None:
-    """Stop, cleanly, every server this process started (for a command that started one on demand)."""
+    """Release every server this process holds a lease on: one started on demand is stopped,
+    cleanly, by the last kit process to release it (never under another one still using it)."""
     while STARTED_HERE:
-        server = STARTED_HERE.pop()
+        server = STARTED_HERE[-1]
         try:
-            server.stop()
+            server.release()
         except EmbeddedServerError:
             pass
+        finally:
+            if server in STARTED_HERE:
+                STARTED_HERE.remove(server)
 
 
 def default_server(fast_unsafe: bool = False) -> EmbeddedServer:

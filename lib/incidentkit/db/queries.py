@@ -8,9 +8,10 @@ Statements are written to run on PostgreSQL 13 to 17.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .schema import SchemaMap
+if TYPE_CHECKING:
+    from .schema import SchemaMap
 
 
 def existing_columns(reader, tables: list[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:

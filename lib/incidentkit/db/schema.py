@@ -22,12 +22,49 @@ pasted into SQL unquoted.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import ConfigError, SchemaMismatch
+from ..text import one_line
+
+#: The largest configuration file (schema map, pyproject.toml) the kit reads.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def read_config_text(path: str | Path, what: str = "schema map") -> str:
+    """The text of a small configuration file: a regular file of at most 1 MiB, UTF-8.
+
+    Devices (``/dev/zero``), FIFOs and directories are refused before anything is read, and
+    never more than ``MAX_CONFIG_BYTES`` + 1 bytes are read whatever the file does meanwhile.
+    """
+    shown = one_line(path, 200)
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise ConfigError(f"{what} {shown} is {kind}")
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{what} {shown} is larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):  # swapped after the first look
+                raise ConfigError(f"{what} {shown} is not a regular file")
+            data = fh.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {shown}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {shown}: {e.strerror or type(e).__name__}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{what} {shown} is larger than {MAX_CONFIG_BYTES // 1024 // 1024} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {shown} is not UTF-8 text") from None
 
 ENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "users": ("id", "primary_workspace_id", "created_at"),
@@ -39,10 +76,26 @@ OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"workspaces": ("deleted_at",)}
 DELETION_SOURCES = ("audit", "soft_delete", "none")
 
 
+def _pyproject_section(data: dict) -> Any:
+    """``[tool.incidentkit.schema]`` of a parsed pyproject.toml (None when absent)."""
+    for key in ("tool", "incidentkit", "schema"):
+        if not isinstance(data, dict):
+            raise ConfigError("[tool.incidentkit] in pyproject.toml must be a table")
+        data = data.get(key)
+        if data is None:
+            return None
+    return data
+
+
+def _toml_type(value: Any) -> str:
+    names = {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "an array", dict: "a table"}
+    return next((n for t, n in names.items() if isinstance(value, t)), f"a {type(value).__name__}")
+
+
 def quote_ident(name: str) -> str:
     """A quoted identifier: ``users`` -> ``"users"``; embedded quotes doubled."""
     if not isinstance(name, str) or not name or "\x00" in name:
-        raise ConfigError(f"not a valid identifier: {name!r}")
+        raise ConfigError(f"not a valid identifier: {one_line(repr(name), 120)}")
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -53,7 +106,7 @@ def split_qualified(name: str) -> tuple[str, str]:
         return "public", parts[0]
     if len(parts) == 2 and all(parts):
         return parts[0], parts[1]
-    raise ConfigError(f"not a table name (schema.table): {name!r}")
+    raise ConfigError(f"not a table name (schema.table): {one_line(repr(name), 120)}")
 
 
 @dataclass(frozen=True)
@@ -119,8 +172,14 @@ class SchemaMap:
         unknown = set(data) - {"users", "workspaces", "memberships", "deletions", "audit"}
         if unknown:
             raise ConfigError(f"unknown section(s) in the schema mapping: {', '.join(sorted(unknown))}")
+        for section in ("users", "workspaces", "memberships", "deletions", "audit"):
+            if section in data and not isinstance(data[section], dict):
+                raise ConfigError(f"[{section}] in the schema mapping must be a table, not "
+                                  f"{_toml_type(data[section])}")
         deletions = dict(data.get("deletions") or {})
         source = deletions.pop("source", None)
+        if source is not None and not isinstance(source, str):
+            raise ConfigError(f"[deletions] source must be a string, not {_toml_type(source)}")
         audit_over = {**(data.get("audit") or {}), **deletions}
         tables = {}
         for entity in ("users", "workspaces", "memberships", "audit"):
@@ -132,13 +191,23 @@ class SchemaMap:
             if bad:
                 raise ConfigError(f"unknown key(s) in [{entity if entity != 'audit' else 'deletions'}]: "
                                   f"{', '.join(sorted(bad))} (allowed: {', '.join(sorted(allowed))})")
-            merged = {**_DEFAULTS[entity], **{k: str(v) for k, v in over.items()}}
+            section = entity if entity != "audit" else "deletions"
+            for key, value in over.items():
+                if not isinstance(value, str):
+                    raise ConfigError(f"[{section}] {key} must be a string (a table or column name), "
+                                      f"not {_toml_type(value)}")
+                if not value.strip() and key not in OPTIONAL_COLUMNS.get(entity, ()):
+                    raise ConfigError(f"[{section}] {key} is empty")
+                if "\x00" in value:
+                    raise ConfigError(f"[{section}] {key} holds a NUL character")
+            merged = {**_DEFAULTS[entity], **over}
             schema, name = split_qualified(merged.pop("table"))
             tables[entity] = Table(entity, schema, name, merged)
         if source is None:
             source = "soft_delete" if tables["workspaces"].has("deleted_at") else "audit"
         if source not in DELETION_SOURCES:
-            raise ConfigError(f"[deletions] source must be one of {', '.join(DELETION_SOURCES)} (got {source!r})")
+            raise ConfigError(f"[deletions] source must be one of {', '.join(DELETION_SOURCES)} "
+                              f"(got {one_line(repr(source), 80)})")
         if source == "soft_delete" and not tables["workspaces"].has("deleted_at"):
             raise ConfigError("[deletions] source = \"soft_delete\" needs [workspaces] deleted_at = \"<column>\"")
         return cls(tables["users"], tables["workspaces"], tables["memberships"], tables["audit"], source, origin)
@@ -146,16 +215,13 @@ class SchemaMap:
     @classmethod
     def from_toml(cls, path: str | Path) -> "SchemaMap":
         path = Path(path)
+        text = read_config_text(path)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"schema map not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read schema map {path}: {e.__class__.__name__}") from None
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"schema map {path} is not valid TOML: {e}") from None
+            raise ConfigError(f"schema map {one_line(path, 200)} is not valid TOML: {one_line(e, 200)}") from None
         if path.name == "pyproject.toml":
-            data = data.get("tool", {}).get("incidentkit", {}).get("schema", {})
+            data = _pyproject_section(data) or {}
         return cls.from_dict(data, origin=str(path))
 
     @classmethod
@@ -166,10 +232,10 @@ class SchemaMap:
         pyproject = Path(cwd) / "pyproject.toml"
         if pyproject.is_file():
             try:
-                data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+                data = tomllib.loads(read_config_text(pyproject, "pyproject.toml"))
+            except (ConfigError, tomllib.TOMLDecodeError):
                 return cls.default()
-            section = data.get("tool", {}).get("incidentkit", {}).get("schema")
+            section = _pyproject_section(data)
             if section:
                 return cls.from_dict(section, origin=f"{pyproject} [tool.incidentkit.schema]")
         return cls.default()
@@ -219,10 +285,10 @@ class SchemaMap:
         per-user reads (timelines) would otherwise pay a catalog read each.
         """
         db = reader.db
-        if getattr(db, "_schema_checked", None) is self:
+        if db.schema_checked is self:
             return
         problems = self.missing(reader)
         if problems:
             raise SchemaMismatch(f"{db.describe()} does not match the schema mapping ({self.origin}): "
                                  f"missing {'; '.join(problems)}")
-        db._schema_checked = self
+        db.schema_checked = self

@@ -172,11 +172,10 @@ def _logical(table, row_data: Mapping[str, Any] | None) -> dict[str, Any]:
 def _id_types(reader, m) -> dict[str, str]:
     """The id columns' types, read once per :class:`Database` and mapping (catalog facts).
 
-    Kept in the database object's ``id_types`` (mapping, types); read with ``getattr`` so that
-    a ``Database`` without that field still works (each first read then fills it).
+    Kept in the database's ``id_types`` field (mapping, types).
     """
     db = reader.db
-    cached = getattr(db, "id_types", None)
+    cached = db.id_types
     if cached is not None and cached[0] is m:
         return cached[1]
     types = queries.id_column_types(reader, m)

@@ -27,9 +27,25 @@ recognises the format of each file from its first non-empty lines and emits one
 A user id is whatever ``user_pattern`` matches (its named group ``user`` or first group when it
 has one). Only the given constraint counts; other violations are ignored. Damaged content never
 stops a scan: undecodable, binary, overlong, truncated or unparsable lines are counted in
-``skipped_lines`` and skipped. Files are read line by line (gzip detected by its magic bytes),
-so memory stays bounded whatever their size. Only paths that cannot be read at all raise
+``skipped_lines`` and skipped. Only paths that cannot be read at all raise
 :class:`~incidentkit.exceptions.LogReadError`.
+
+Memory stays bounded whatever a file holds (a few tens of MB in all): files are read in blocks
+of READ_BLOCK bytes, gzip (detected by its magic bytes) decompressed block by block; a line
+longer than MAX_LINE_BYTES is skipped as it streams by; runs of blank lines are counted, not
+kept; the format is decided within SNIFF_MAX_LINES lines and SNIFF_MAX_BYTES; a csvlog record
+is cut past MAX_CSV_RECORD_CHARS or MAX_CSV_RECORD_LINES. Regular files are read up to their
+size when opened; pipes (a named pipe, ``<(command)``) until their writer closes them, failing
+when nothing comes within PIPE_OPEN_SECONDS or the pipe is then silent for PIPE_IDLE_SECONDS;
+devices (``/dev/zero``), sockets and other special files are refused. Each file's read is
+recorded (:class:`LogFileRead`: size, bytes and lines read, lines skipped, SHA-256 of the bytes
+read, computed in the same pass on a second thread).
+
+Text logs are skimmed: in a block of clean text, the lines far from any candidate (a line with
+the foreign-key error text) cannot change the result and are passed over at the byte level;
+only the lines a record needs (the latest timestamp, the last USER_LOOKBACK_LINES lines, the
+record's own) are parsed. The results, skipped-line counts included, are those of reading every
+line (``SKIM = False``); the other formats are read line by line.
 """
 
 from __future__ import annotations
@@ -37,10 +53,16 @@ from __future__ import annotations
 import csv
 import glob
 import gzip
+import hashlib
+import io
 import json
 import os
+import queue
 import re
+import select
+import stat
 import sys
+import threading
 import zlib
 from collections import Counter, deque
 from contextlib import contextmanager
@@ -48,7 +70,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from itertools import chain
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator, Protocol, Union
+from typing import Any, Callable, Iterable, Iterator, Protocol, Union
 
 from ..exceptions import ConfigError, LogReadError
 from ..text import iso_utc
@@ -58,12 +80,24 @@ DEFAULT_CONSTRAINT = "users_primary_workspace_id_workspaces_id_fk"
 
 FORMATS = ("text", "jsonl", "pg_stderr", "pg_csv", "pg_json")
 
-#: A physical line longer than this is skipped (and counted), never held in memory whole.
+#: A physical line longer than this (newline included) is skipped (and counted), never held whole.
 MAX_LINE_BYTES = 1 << 20
 #: A csvlog record (several physical lines when fields hold newlines) longer than this is skipped.
 MAX_CSV_RECORD_CHARS = 4 << 20
+#: ... or spanning more physical lines than this (blank lines count).
+MAX_CSV_RECORD_LINES = 100_000
 #: How many non-empty lines decide a file's format.
 SNIFF_LINES = 20
+#: The format is decided within this many physical lines (blank, indented and skipped lines count)...
+SNIFF_MAX_LINES = 1000
+#: ... and this many bytes (decompressed) from the start of the file, whichever comes first.
+SNIFF_MAX_BYTES = 4 << 20
+#: Bytes read (or decompressed) at a time.
+READ_BLOCK = 1 << 20
+#: A named pipe must deliver its first bytes within this many seconds (a pipe no one writes to)...
+PIPE_OPEN_SECONDS = 5.0
+#: ... and then never stay silent longer than this while still open.
+PIPE_IDLE_SECONDS = 60.0
 #: How many lines after its error line a text record may extend (node prints ~25).
 TEXT_RECORD_MAX_LINES = 60
 #: How many lines before an error line are searched for its user id (the request line).
@@ -102,23 +136,65 @@ class LogFailure:
 
 
 @dataclass
+class LogFileRead:
+    """What reading one file amounted to (for a run's manifest); updated live while it is read.
+
+    ``size`` is the file's size when it was opened (``None`` for a pipe); ``bytes_read`` the bytes
+    taken from it (compressed bytes for gzip: a file that grows while it is read is read up to
+    its size at open); ``lines`` the physical lines read (decompressed), ``skipped_lines`` those
+    among them that were skipped. ``sha256`` is the digest of exactly the ``bytes_read`` bytes,
+    computed in the same pass as the scan; it is set once the file has been read to its end
+    (to its size at open, or to a pipe's end), ``None`` otherwise.
+    """
+
+    path: str
+    size: int | None = None
+    bytes_read: int = 0
+    lines: int = 0
+    skipped_lines: int = 0
+    format: str | None = None
+    compressed: bool = False
+    sha256: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size": self.size,
+            "bytes_read": self.bytes_read,
+            "lines": self.lines,
+            "skipped_lines": self.skipped_lines,
+            "format": self.format,
+            "compressed": self.compressed,
+            "sha256": self.sha256,
+        }
+
+
+@dataclass
 class LogScan:
-    """Everything one scan found: the failures, the lines it had to skip and the files it read."""
+    """Everything one scan found: the failures, the lines it had to skip and the files it read.
+
+    ``file_reads`` has one :class:`LogFileRead` per file, in ``files`` order.
+    """
 
     failures: list[LogFailure] = field(default_factory=list)
     skipped_lines: int = 0
     files: list[str] = field(default_factory=list)
+    file_reads: list[LogFileRead] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "failures": [f.to_dict() for f in self.failures],
             "skipped_lines": self.skipped_lines,
             "files": list(self.files),
+            "file_reads": [r.to_dict() for r in self.file_reads],
         }
 
 
 class ScanStats(Protocol):
-    """What ``iter_failures(stats=...)`` updates as it goes (a :class:`LogScan` will do)."""
+    """What ``iter_failures(stats=...)`` updates as it goes (a :class:`LogScan` will do).
+
+    An object that also has a ``file_reads`` list gets a :class:`LogFileRead` per file.
+    """
 
     skipped_lines: int
     files: list[str]
@@ -150,7 +226,8 @@ def iter_failures(
 
     Paths and the user pattern are checked at once (``LogReadError``/``ConfigError``); files are
     opened as the iteration reaches them. ``stats``, when given, is updated as the scan goes:
-    ``files`` gets each file opened and ``skipped_lines`` counts the lines skipped.
+    ``files`` gets each file opened, ``skipped_lines`` counts the lines skipped and
+    ``file_reads`` (when it has one) gets each file's :class:`LogFileRead`.
     """
     rx = compile_user_pattern(user_pattern)
     files = list(iter_log_files(paths))
@@ -199,6 +276,12 @@ def _as_list(paths: Paths) -> list[PathArg]:
 def _expand(item: PathArg) -> list[Path]:
     text = os.fspath(item)
     path = Path(os.path.expanduser(text))
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # a path too long, a loop of links, a folder we may not enter...
+        raise LogReadError(f"cannot read log path {text}: {e.strerror or type(e).__name__}") from None
     if path.is_dir():
         files = _walk(path)
         if not files:
@@ -239,9 +322,30 @@ def _walk(directory: Path) -> list[Path]:
 
 
 # -- reading lines ------------------------------------------------------------------------
+# A file is read in blocks of READ_BLOCK bytes (gzip decompressed block by block), split into
+# physical lines here, never with an unbounded readline: a line longer than MAX_LINE_BYTES is
+# counted and dropped as it streams by, and a run of blank lines (only spaces, tabs, CRs) is
+# passed on as one count, so a file of nothing but newlines costs neither memory nor a Python
+# step per line. Only regular files and pipes are read; a pipe has time limits.
 _GZIP_MAGIC = b"\x1f\x8b"
 _BAD_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f\x7f]")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_BLANK_BYTES = b" \t\r\n"
+_NOT_BLANK = re.compile(rb"[^ \t\r\n]")
+_NEWLINES = b"\n" * 65536
+#: Parsers other than csvlog's see a run of blank lines as its last few lines (all they can tell).
+_BLANKS_KEPT = USER_LOOKBACK_LINES + 1
+#: Skim text logs: between candidates (lines holding the error text) pass over the lines that
+#: cannot change the result, at the byte level (see :func:`_skim`).
+SKIM = True
+_NEEDLE = b"violates foreign key constraint"
+#: Bytes that make a line be skipped or changed by decoding (controls, ANSI escapes): a block
+#: holding any of them, or invalid UTF-8, is read line by line.
+_UNCLEAN = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
+_CLEAN = bytes(b for b in range(256) if b not in _UNCLEAN)
+
+_Line = tuple[int, str]  # (1-based line number, text)
+_Unit = tuple[int, Union[str, int]]  # a line, or (its last line number, count) for a blank run
 
 
 class _Ctx:
@@ -253,9 +357,14 @@ class _Ctx:
         self.constraint = constraint
         self.stats = stats
         self.format = "text"
+        self.read = LogFileRead(source)
+        self.offset = 0  # bytes (decompressed) taken from the file so far
+        self.blanks_kept: int | None = None  # None: blank runs as (line, count); else as lines
+        self.idle = False  # the (text) parser holds nothing open: lines far from candidates may be skimmed
 
     def skip(self, n: int = 1) -> None:
         self.stats.skipped_lines += n
+        self.read.skipped_lines += n
 
     def user_in(self, text: str | None) -> str | None:
         return find_user(self.rx, text)
@@ -265,47 +374,170 @@ class _Ctx:
                           constraint=self.constraint, source=self.source, line=line, format=self.format)
 
 
-def _open_raw(path: Path) -> IO[bytes]:
-    try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise LogReadError(f"log file not found: {path}") from None
-    except PermissionError:
-        raise LogReadError(f"cannot open log file {path}: permission denied") from None
-    except OSError as e:
-        raise LogReadError(f"cannot open log file {path}: {e.strerror or 'unreadable'}") from None
+def _open_fd(path: Path) -> int:
+    # O_NONBLOCK: opening a named pipe no one writes to must not hang (reads wait in _Source)
+    return os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+
+
+def _not_readable(mode: int) -> str | None:
+    """Why a file of this type is refused (``None`` for a regular file or a pipe)."""
+    if stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+        return None
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+class _Digest:
+    """SHA-256 of the bytes given, computed on another thread (hashlib lets go of the GIL), so
+    that it costs the scan next to nothing on a second core. At most 8 blocks wait their turn."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            self._sha.update(data)
+
+    def update(self, data: bytes) -> None:
+        if self._thread is None:
+            if len(data) < 65536:  # small files: no thread
+                self._sha.update(data)
+                return
+            self._thread = threading.Thread(target=self._run, name="incidentkit-sha256", daemon=True)
+            self._thread.start()
+        self._queue.put(data)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def hexdigest(self) -> str:
+        self.stop()
+        return self._sha.hexdigest()
+
+
+class _Source(io.RawIOBase):
+    """A log's raw bytes, digested (SHA-256) as they are read.
+
+    A regular file is read up to its size at open (one still being written to is not followed);
+    a pipe (named pipe, ``<(command)``) until its writer closes it, as long as its first bytes
+    come within PIPE_OPEN_SECONDS and it is never silent for PIPE_IDLE_SECONDS. Devices
+    (``/dev/zero``), sockets and other special files are refused with a :class:`LogReadError`.
+    """
+
+    def __init__(self, path: Path, info: LogFileRead):
+        super().__init__()
+        self.path, self.info = path, info
+        self.fd = -1
+        self.digest = _Digest()
+        try:
+            self.fd = _open_fd(path)
+        except FileNotFoundError:
+            raise LogReadError(f"log file not found: {path}") from None
+        except PermissionError:
+            raise LogReadError(f"cannot open log file {path}: permission denied") from None
+        except OSError as e:
+            raise LogReadError(f"cannot open log file {path}: {e.strerror or 'unreadable'}") from None
+        st = os.fstat(self.fd)
+        why = _not_readable(st.st_mode)
+        if why is not None:
+            self.close()
+            raise LogReadError(f"cannot read log file {path}: {why}, not a regular file or a pipe")
+        self.pipe = stat.S_ISFIFO(st.st_mode)
+        self.limit: int | None = None if self.pipe else st.st_size
+        if not self.pipe:
+            os.set_blocking(self.fd, True)
+        self.poller = select.poll() if self.pipe else None
+        if self.poller is not None:
+            self.poller.register(self.fd, select.POLLIN)
+        self.done = 0
+        self.at_end = False
+        info.size = self.limit
+
+    def readable(self) -> bool:
+        return True
+
+    def _wait(self) -> None:
+        seconds = PIPE_IDLE_SECONDS if self.done else PIPE_OPEN_SECONDS
+        assert self.poller is not None
+        if not self.poller.poll(seconds * 1000):
+            if self.done:
+                raise LogReadError(f"log pipe {self.path} sent nothing for {seconds:g} s")
+            raise LogReadError(f"nothing was written to log pipe {self.path} within {seconds:g} s "
+                               "(is anything writing to it?)")
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self.limit is not None:
+            view = view[: max(0, self.limit - self.done)]
+        if not len(view) or self.at_end:
+            self.at_end = True
+            return 0
+        while True:
+            if self.pipe:
+                self._wait()
+            try:
+                n = os.readv(self.fd, [view])
+                break
+            except BlockingIOError:
+                continue
+        if n == 0:
+            self.at_end = True
+            return 0
+        self.digest.update(bytes(view[:n]))
+        self.done += n
+        self.info.bytes_read = self.done
+        return n
+
+    def finish(self) -> None:
+        """Read what the scan did not need (a damaged gzip's tail) so the digest is the whole file's."""
+        if not self.pipe:
+            spare = bytearray(READ_BLOCK)
+            while self.readinto(spare):
+                pass
+        digest = self.digest.hexdigest()
+        if self.at_end:
+            self.info.sha256 = digest
+
+    def close(self) -> None:
+        if not self.closed:
+            self.digest.stop()
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+        super().close()
 
 
 @contextmanager
-def _open_log(path: Path) -> Iterator[IO[bytes]]:
-    """The file's bytes, decompressed when it starts with gzip's magic bytes."""
-    raw = _open_raw(path)
+def _open_log(path: Path, ctx: _Ctx) -> Iterator[Callable[[int], bytes]]:
+    """A ``read(n)`` of the file's bytes, decompressed when it starts with gzip's magic bytes.
+
+    Each call returns at most n bytes and what a single read gives (a pipe's bytes as they
+    come), ``b""`` at the end.
+    """
+    source = _Source(path, ctx.read)
     try:
+        raw = io.BufferedReader(source, buffer_size=READ_BLOCK)
         try:
-            magic = raw.peek(2)[:2]  # type: ignore[attr-defined]
+            magic = raw.peek(2)[:2]
         except OSError:
             magic = b""
         if magic == _GZIP_MAGIC:
+            ctx.read.compressed = True
             with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-                yield gz  # type: ignore[misc]
+                yield gz.read1
         else:
-            yield raw
+            yield raw.read1
+        source.finish()
     finally:
-        raw.close()
-
-
-def _raw_lines(fh: IO[bytes]) -> Iterator[bytes | None]:
-    """Physical lines; ``None`` stands for an overlong line, whose bytes are discarded."""
-    while True:
-        chunk = fh.readline(MAX_LINE_BYTES)
-        if not chunk:
-            return
-        if len(chunk) >= MAX_LINE_BYTES and not chunk.endswith(b"\n"):
-            while chunk and not chunk.endswith(b"\n"):
-                chunk = fh.readline(MAX_LINE_BYTES)
-            yield None
-        else:
-            yield chunk
+        source.close()
 
 
 def _decode(raw: bytes | None) -> str | None:
@@ -332,28 +564,168 @@ def _progress(source: str, done: int, final: bool = False) -> None:
         print(f"\r  reading {source}: {done / 1e6:,.0f} MB", end=end, file=sys.stderr, flush=True)
 
 
-def _lines(path: Path, ctx: _Ctx) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each good line; bad lines are counted as skipped and left out."""
-    with _open_log(path) as fh:
-        ctx.stats.files.append(ctx.source)
-        n = done = 0
-        next_report = PROGRESS_EVERY
-        try:
-            for raw in _raw_lines(fh):
+def _blank_run_end(data: bytes, pos: int, end: int) -> int:
+    """Where the run of blank lines starting at ``pos`` ends: the start of the first line (before
+    ``end``, a line start) holding something else, or ``end``; ``pos`` when that line is pos's."""
+    chunk = len(_NEWLINES)
+    while pos + chunk <= end and data.startswith(_NEWLINES, pos):  # a newline flood, at memcmp speed
+        pos += chunk
+    m = _NOT_BLANK.search(data, pos, end)
+    if m is None:
+        return end
+    return data.rfind(b"\n", pos, m.start()) + 1 or pos
+
+
+def _split(read: Callable[[int], bytes], ctx: _Ctx) -> Iterator[_Unit]:
+    """The units of a byte stream: good lines, blank runs; bad lines are counted as skipped.
+
+    A blank run comes as one (last line, count) unit, or, once ``ctx.blanks_kept`` is set, as
+    that many of its last lines (empty), numbered as in the file.
+    """
+    info = ctx.read
+    n = 0
+    carry = b""  # the start of a line that goes on in the next block (shorter than MAX_LINE_BYTES)
+    overlong = False  # in the middle of a line already too long: its bytes are dropped to its end
+    next_report = PROGRESS_EVERY
+    try:
+        while True:
+            info.lines = n
+            block = read(READ_BLOCK)
+            if not block:
+                break
+            ctx.offset += len(block)
+            if ctx.offset >= next_report:
+                _progress(ctx.source, ctx.offset)
+                next_report += PROGRESS_EVERY
+            if overlong:
+                nl = block.find(b"\n")
+                if nl < 0:
+                    continue
                 n += 1
-                done += len(raw) if raw is not None else MAX_LINE_BYTES
-                if done >= next_report:
-                    _progress(ctx.source, done)
-                    next_report += PROGRESS_EVERY
-                text = _decode(raw)
+                ctx.skip()
+                overlong = False
+                block = block[nl + 1:]
+            data = carry + block if carry else block
+            del block
+            end = data.rfind(b"\n") + 1  # the complete lines end here
+            pos = 0
+            skim_from = -1  # where skimming may start in this block, once known
+            planned = -1  # the candidate line a skim was planned up to
+            while pos < end:
+                if ctx.idle and pos >= planned and SKIM:
+                    if skim_from < 0:
+                        skim_from = _skimmable_from(data, end)
+                    resume, planned = _skim(data, pos, end) if pos >= skim_from else (pos, skim_from)
+                    if resume > pos:
+                        n += data.count(b"\n", pos, resume)
+                        pos = resume
+                        continue
+                if data[pos] in _BLANK_BYTES:
+                    stop = _blank_run_end(data, pos, end)
+                    if stop > pos:
+                        count = data.count(b"\n", pos, stop)
+                        n += count
+                        pos = stop
+                        keep = ctx.blanks_kept
+                        if keep is None:
+                            yield n, count
+                        else:
+                            for i in range(n - min(count, keep) + 1, n + 1):
+                                yield i, ""
+                        continue
+                nl = data.index(b"\n", pos, end)
+                n += 1
+                text = _decode(data[pos:nl + 1]) if nl + 1 - pos <= MAX_LINE_BYTES else None
+                pos = nl + 1
                 if text is None:
                     ctx.skip()
                 else:
                     yield n, text
-        except (EOFError, OSError, zlib.error):  # a truncated or corrupt gzip stream
+            carry = data[end:]
+            del data
+            if len(carry) >= MAX_LINE_BYTES:
+                overlong, carry = True, b""
+        if overlong or carry:  # the last line, without a newline
+            n += 1
+            text = None if overlong else _decode(carry)
+            if text is None:
+                ctx.skip()
+            else:
+                yield n, text
+    finally:
+        info.lines = n
+    if ctx.offset >= PROGRESS_EVERY:
+        _progress(ctx.source, ctx.offset, final=True)
+
+
+def _skimmable_from(data: bytes, end: int) -> int:
+    """Where skimming may start in a block: after its first line (which may be overlong: no
+    later line can be, a block being no longer than a line may be), when the block's lines are
+    clean UTF-8 text (no line of them would be skipped or altered by :func:`_decode`); else ``end``.
+    """
+    first = data.find(b"\n", 0, end) + 1
+    if READ_BLOCK > MAX_LINE_BYTES or first == 0 or first >= end:
+        return end
+    if data.translate(None, _CLEAN):  # the whole block, first and unfinished lines too: rare, and no copy
+        return end
+    if not data.isascii():
+        try:
+            data[first:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return end
+    return first
+
+
+def _skim(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """(where to resume reading lines, start of the next candidate line) from ``pos``.
+
+    A text parser with no record open is changed by a line without the error text only through
+    its timestamp (the latest one counts) and its user id (the last USER_LOOKBACK_LINES lines
+    count). So before the next candidate (or the block's end) only the last USER_LOOKBACK_LINES
+    lines, and the latest timestamped line, need reading: the rest is passed over unread.
+    """
+    i = data.find(_NEEDLE, pos, end)
+    target = end if i < 0 else max(data.rfind(b"\n", pos, i) + 1, pos)
+    starts = 0
+    tail = pos  # start of the USER_LOOKBACK_LINES-th line before the target
+    stamped = -1  # start of the latest line with a timestamp before the target
+    q = target
+    while q > pos:
+        r = max(data.rfind(b"\n", pos, q - 1) + 1, pos)
+        starts += 1
+        if starts == USER_LOOKBACK_LINES:
+            tail = r
+        if stamped < 0 and _leading_time(_decode(data[r:q]) or "") is not None:
+            stamped = r
+        q = r
+        if stamped >= 0 and starts >= USER_LOOKBACK_LINES:
+            break
+    if starts < USER_LOOKBACK_LINES:
+        return pos, target
+    return (tail if stamped < 0 else min(tail, stamped)), target
+
+
+def _units(path: Path, ctx: _Ctx) -> Iterator[_Unit]:
+    """The file's lines and blank runs (see :func:`_split`); registers the file in the stats."""
+    with _open_log(path, ctx) as read:
+        ctx.stats.files.append(ctx.source)
+        reads = getattr(ctx.stats, "file_reads", None)
+        if reads is not None:
+            reads.append(ctx.read)
+        try:
+            yield from _split(read, ctx)
+        except (EOFError, OSError, zlib.error):  # a truncated or corrupt gzip stream, a read error
             ctx.skip()
-        if done >= PROGRESS_EVERY:
-            _progress(ctx.source, done, final=True)
+
+
+def _expanded(units: Iterable[_Unit], keep: int) -> Iterator[_Line]:
+    """Lines, with each blank run as its last ``keep`` (empty) lines, numbered as in the file."""
+    for n, text in units:
+        if isinstance(text, str):
+            yield n, text
+        else:
+            for i in range(n - min(text, keep) + 1, n + 1):
+                yield i, ""
 
 
 # -- format detection ---------------------------------------------------------------------
@@ -381,20 +753,26 @@ def _classify(text: str) -> str | None:
     return "text"
 
 
-def _sniff(lines: Iterator[tuple[int, str]]) -> tuple[str, list[tuple[int, str]]]:
-    """The file's format (majority of its first non-empty lines) and the lines read to decide."""
-    head: list[tuple[int, str]] = []
+def _sniff(units: Iterator[_Unit], ctx: _Ctx) -> tuple[str, list[_Unit]]:
+    """The file's format (majority of its first non-empty lines) and the units read to decide.
+
+    The look-ahead is bounded: SNIFF_LINES classified lines, or SNIFF_MAX_LINES physical lines
+    (blank, indented, skipped lines count), or SNIFF_MAX_BYTES, whichever comes first.
+    """
+    head: list[_Unit] = []
     votes: Counter[str] = Counter()
     order: list[str] = []
-    for item in lines:
-        head.append(item)
-        kind = _classify(item[1])
-        if kind is None:
-            continue
-        votes[kind] += 1
-        if kind not in order:
-            order.append(kind)
-        if sum(votes.values()) >= SNIFF_LINES:
+    for unit in units:
+        head.append(unit)
+        n, text = unit
+        kind = _classify(text) if isinstance(text, str) else None
+        if kind is not None:
+            votes[kind] += 1
+            if kind not in order:
+                order.append(kind)
+            if sum(votes.values()) >= SNIFF_LINES:
+                break
+        if n >= SNIFF_MAX_LINES or ctx.offset >= SNIFF_MAX_BYTES:
             break
     if not votes:
         return "text", head
@@ -403,10 +781,14 @@ def _sniff(lines: Iterator[tuple[int, str]]) -> tuple[str, list[tuple[int, str]]
 
 
 def _file_failures(path: Path, ctx: _Ctx) -> Iterator[LogFailure]:
-    lines = _lines(path, ctx)
-    fmt, head = _sniff(lines)
-    ctx.format = fmt
-    yield from _PARSERS[fmt](chain(head, lines), ctx)
+    units = _units(path, ctx)
+    fmt, head = _sniff(units, ctx)
+    ctx.format = ctx.read.format = fmt
+    if fmt == "pg_csv":  # blank lines may sit inside a quoted field: it counts them itself
+        yield from _parse_pg_csv(chain(head, units), ctx)
+    else:
+        ctx.blanks_kept = _BLANKS_KEPT
+        yield from _PARSERS[fmt](chain(_expanded(head, _BLANKS_KEPT), units), ctx)
 
 
 # -- shared extraction --------------------------------------------------------------------
@@ -557,6 +939,7 @@ class _TextParser:
             _absorb_text(self.rec, text, self.ctx)
         else:
             self.recent.append(self.ctx.user_in(text) or "")
+        self.ctx.idle = self.rec is None
 
     def _error_line(self, n: int, text: str) -> Iterator[LogFailure]:
         fk = _FK_RE.search(text)
@@ -675,11 +1058,18 @@ _CSV_INTERNAL_QUERY, _CSV_CONTEXT, _CSV_QUERY = 16, 18, 19
 _CSV_MIN_COLUMNS = 14  # up to the message; later columns vary with the version
 
 
-def _csv_records(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[tuple[int, list[str]]]:
+def _csv_records(units: Iterable[_Unit], ctx: _Ctx) -> Iterator[tuple[int, list[str]]]:
     """(first line, physical lines) of each record: quotes balanced, starting with a timestamp."""
     buf: list[str] = []
     start = quotes = size = 0
-    for n, text in lines:
+    for n, text in units:
+        if not isinstance(text, str):  # a run of blank lines: part of an open record (a quoted field)
+            if buf and len(buf) + text > MAX_CSV_RECORD_LINES:
+                ctx.skip(MAX_CSV_RECORD_LINES + 1)  # as line by line: cut when it grows past the limit
+                buf = []
+            elif buf:
+                buf.extend([""] * text)
+            continue
         if buf and _CSV_START.match(text):
             ctx.skip(len(buf))  # the previous record was cut inside a quoted field
             buf = []
@@ -696,7 +1086,7 @@ def _csv_records(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[tuple[
         if quotes % 2 == 0:
             yield start, buf
             buf = []
-        elif size > MAX_CSV_RECORD_CHARS:
+        elif size > MAX_CSV_RECORD_CHARS or len(buf) > MAX_CSV_RECORD_LINES:
             ctx.skip(len(buf))
             buf = []
     if buf:
@@ -731,8 +1121,8 @@ def _column(row: list[str], i: int) -> str:
     return row[i] if len(row) > i else ""
 
 
-def _parse_pg_csv(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogFailure]:
-    for start, physical in _csv_records(lines, ctx):
+def _parse_pg_csv(units: Iterable[_Unit], ctx: _Ctx) -> Iterator[LogFailure]:
+    for start, physical in _csv_records(units, ctx):
         row = _csv_row(physical)
         if row is None or len(row) < _CSV_MIN_COLUMNS:
             ctx.skip(len(physical))

@@ -3,11 +3,11 @@
 For one user (:func:`user_timeline`): the memberships joined and removed, each referenced
 workspace created and deleted, the user row created (or its absence), primary-workspace
 changes (audit ``U`` rows on users), and every failed login from the logs, each judged
-(:mod:`incidentkit.verdicts`). For one workspace (:func:`workspace_timeline`): the same from the
-workspace's side. Everything is read in one read-only snapshot (``with db.read()``), touching
-only the user's or workspace's rows (see :mod:`incidentkit.queries`, section "timelines and
-verdicts", for the indexes each read uses and the two that want an index the reference schema
-lacks).
+(:mod:`incidentkit.evidence.rules`). For one workspace (:func:`workspace_timeline`): the same
+from the workspace's side. Everything is read in one read-only snapshot (``with db.read()``),
+touching only the user's or workspace's rows (see :mod:`incidentkit.db.queries`, section
+"timelines and verdicts", for the indexes each read uses and the two that want an index the
+reference schema lacks).
 
 Sources of events: ``memberships``, ``workspaces``, ``users`` (the audit log, or the rows'
 timestamp columns when the audit log has nothing) and ``logs``.
@@ -22,31 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
-from .logs import LogScan, iso_utc
-from .verdicts import (
-    VERDICT_LABELS,
-    History,
-    Judged,
-    as_utc,
-    check_user_id,
-    check_window,
-    check_workspace_id,
-    fmt_duration,
-    fmt_time,
-    judge_failures,
-    load_failures,
-    md_escape,
-    normalize_workspace_id,
-)
+from ..text import as_utc, fmt_duration, fmt_time, iso_utc
+from . import registry
+from .affected import default_logs, load_failures, md_escape
+from .history import History, judge_failures
+from .inputs import check_user_id, check_window, check_workspace_id, normalize_workspace_id
+from .logs import LogScan
+from .model import Judged
 
 SOURCES = ("memberships", "workspaces", "users", "logs")
-
-
-def default_logs(db) -> Path | None:
-    """The logs to read when none are given: the demo's log for the demo database, else None."""
-    if getattr(db, "dbname", None) == config.DEMO_DATABASE:
-        return config.demo_log_path()
-    return None
 
 
 @dataclass
@@ -123,7 +107,7 @@ class Timeline:
         for e in self.events:
             lines.append(f"{fmt_time(e.at):<31} {e.source:<{width}}  {e.kind:<25} {e.detail}")
         for j in self.failures:
-            lines += ["", f"Failure at {fmt_time(j.at)}: {j.verdict} ({VERDICT_LABELS[j.verdict]})"]
+            lines += ["", f"Failure at {fmt_time(j.at)}: {j.verdict} ({registry.label(j.verdict)})"]
             lines += [f"    - {s}" for s in j.evidence]
         if self.notes:
             lines += [""] + [f"note: {n}" for n in self.notes]
@@ -136,7 +120,7 @@ class Timeline:
             lines.append(f"No failed login of {self.subject} in the logs.")
         for j in self.failures:
             lines.append(f"**Failure at {fmt_time(j.at)}** (workspace `{j.workspace_id}`): "
-                         f"**`{j.verdict}`**: {VERDICT_LABELS[j.verdict]}.")
+                         f"**`{j.verdict}`**: {registry.label(j.verdict)}.")
             lines.append("")
             lines += [f"- {md_escape(s)}" for s in j.evidence]
             lines.append("")
@@ -228,7 +212,7 @@ class Timeline:
         zoom.set_xlabel(f"milliseconds relative to the failure at {fmt_time(t)} "
                         f"(shaded: the ±{self.window:g} s window)")
         zoom.set_title(f"Zoom: ±{fmt_duration(half)} around the failure", loc="left", fontsize=10)
-        text = f"Verdict: {focus.verdict} ({VERDICT_LABELS[focus.verdict]})"
+        text = f"Verdict: {focus.verdict} ({registry.label(focus.verdict)})"
         detail = next((s for s in focus.evidence if "deleted" in s), "")
         if detail:
             text += "\n" + "\n".join(textwrap.wrap(detail, 120))

@@ -59,6 +59,7 @@ from .sql import (
 )
 from .strategies import STRATEGIES, Strategy
 
+#: Session settings of the two sides (the monitor gets ``MONITOR_LOCK_TIMEOUT``).
 LOCK_TIMEOUT = "5s"
 DEADLOCK_TIMEOUT = "100ms"
 STATEMENT_TIMEOUT = "15s"
@@ -75,6 +76,8 @@ _POLL_SECONDS = 0.001
 
 @dataclass
 class _Stmt:
+    """One statement a side ran: its timings, rows, SQLSTATE and the blockers the monitor saw."""
+
     side: str
     label: str
     started: float

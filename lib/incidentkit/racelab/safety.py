@@ -13,15 +13,15 @@ schema is dropped and re-created from the remediation template ``03_audit_trigge
 so every run also exercises that template (each cell checks that a committed deletion of
 the workspace was logged).
 
-Whatever leaves this module as an error is one line with the URL's secrets scrubbed
-(:func:`_scrub`, the lab's one scrubber).
+Whatever leaves this module as an error is one line with the URL's secrets scrubbed by the
+kit's one scrubber (:func:`incidentkit.text.scrub_secrets`), naming the target as
+``host/dbname`` only.
 """
 
 from __future__ import annotations
 
-import re
-
 from ..exceptions import ConfigError, ConnectionFailed, QueryFailed, UnsafeTarget
+from ..text import conninfo_parts, describe_parts, describe_url, one_line, scrub_secrets
 from .sql import (
     AUDIT_FILE,
     MARKER_SCHEMA,
@@ -47,44 +47,23 @@ _OWN_TABLES = frozenset({
 
 # -- URLs and error lines -------------------------------------------------------------------
 
-def _url_parts(url: str) -> dict[str, str]:
-    """The URL's libpq parts; :class:`ConfigError` when it is not a URL."""
-    import psycopg
-
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigError("scratch_url is empty")
+def _parts(url: str) -> dict[str, str]:
+    """The URL's libpq parts; :class:`ConfigError` (quoting nothing of it) when libpq refuses it."""
     try:
-        return {k: str(v) for k, v in psycopg.conninfo.conninfo_to_dict(url).items() if v is not None}
-    except psycopg.Error:
-        raise ConfigError("scratch_url is not a valid libpq URL (postgresql://user@host:port/dbname)") from None
+        return conninfo_parts(url)
+    except ValueError as exc:
+        raise ConfigError(f"scratch_url is not usable: {exc}") from None
 
 
-def _describe(url: str) -> str:
-    """``database 'name' on host:port``: how the lab's errors name its target (no credentials)."""
-    parts = _url_parts(url)
-    host = parts.get("host") or parts.get("hostaddr") or "localhost"
-    port = parts.get("port") or "5432"
-    return f"database {parts.get('dbname') or parts.get('user') or '?'!r} on {host}:{port}"
+def _where(url: str) -> str:
+    """``database host/dbname``: how the lab's errors name its target (no credentials)."""
+    return f"database {describe_parts(_parts(url))}"
 
 
 def _scrub(text: str, url: str) -> str:
-    """The first line of ``text`` (at most 300 characters) with every secret of ``url`` hidden:
-    the URL itself, its password, any ``user:password@`` and ``password=...``.
-
-    The lab's one credential scrubber; to be replaced by the kit's shared one once it exists.
-    """
-    try:
-        password = _url_parts(url).get("password", "")
-    except ConfigError:
-        password = ""
-    out = str(text)
-    for secret in sorted({url, password}, key=len, reverse=True):
-        if secret:
-            out = out.replace(secret, "***")
-    out = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", out)
-    out = re.sub(r"(password\s*=\s*)\S+", r"\1***", out, flags=re.I)
-    lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
-    return (lines[0] if lines else "")[:300]
+    """``text`` as one line, with the URL, its password and any other credential hidden
+    (the kit's one scrubber, :func:`incidentkit.text.scrub_secrets`)."""
+    return one_line(scrub_secrets(text, [url, _parts(url).get("password", "")]))
 
 
 def error_text(exc: BaseException) -> str:
@@ -105,17 +84,15 @@ def lab_error(exc: Exception, url: str) -> Exception:
         return exc
     text = _scrub(error_text(exc), url)
     if isinstance(exc, psycopg.OperationalError):
-        return ConnectionFailed(f"the race lab lost its scratch {_describe(url)}: {text}")
-    return QueryFailed(f"the race lab failed on its scratch {_describe(url)}: {text}")
+        return ConnectionFailed(f"the race lab lost its scratch {_where(url)}: {text}")
+    return QueryFailed(f"the race lab failed on its scratch {_where(url)}: {text}")
 
 
 def target_description(scratch_url: str | None = None) -> str:
     """Where the lab ran, as reports name databases (host/dbname, never credentials)."""
     if not scratch_url:
         return "a scratch database of its own on the kit's embedded server (dropped afterwards)"
-    from ..db.connection import Database
-
-    return f"`{Database(scratch_url).describe()}` (scratch)"
+    return f"`{describe_url(scratch_url)}` (scratch)"
 
 
 # -- connecting and preparing ---------------------------------------------------------------
@@ -124,7 +101,7 @@ def connect(url: str, role: str):
     """An autocommit connection named ``incidentkit-racelab-<role>``; errors scrubbed."""
     import psycopg
 
-    where = _describe(url)  # validates the URL first (ConfigError)
+    where = _where(url)  # checks the URL first (ConfigError)
     try:
         return psycopg.connect(url, autocommit=True, application_name=f"incidentkit-racelab-{role}",
                                connect_timeout=10)
@@ -134,7 +111,7 @@ def connect(url: str, role: str):
 
 def prepare_database(url: str) -> None:
     """Check the target is the lab's own (or empty), then (re)build the lab's schema in it."""
-    where = _describe(url)
+    where = _where(url)
     conn = connect(url, "setup")
     try:
         tables = [(r[0], r[1]) for r in conn.execute(SQL_USER_TABLES).fetchall()]

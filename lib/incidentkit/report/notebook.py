@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ..config import __version__
 from ..db.connection import Database
 from ..db.schema import SchemaMap
 from ..evidence.redact import label
@@ -61,8 +61,12 @@ def header(db: Database, parameters: dict[str, Any] | None = None, snapshot_at: 
     when = (snapshot_at or datetime.now(timezone.utc)).astimezone(timezone.utc)
     record("run", {"database": db.describe(), "snapshot_at": when.isoformat().replace("+00:00", "Z"),
                    "version": __version__})
+    t = db.timeouts
+    limits = (f"statement {t.statement_ms / 1000:g} s, lock {t.lock_ms / 1000:g} s, "
+              f"idle in transaction {t.idle_in_transaction_ms / 1000:g} s")
     return _facts_table([("Database", f"`{db.describe()}`"), ("Snapshot", _utc(when)),
-                         ("Schema mapping", db.schema.origin), ("incidentkit", __version__)], parameters)
+                         ("Schema mapping", md_text(db.schema.origin)), ("Limits", limits),
+                         ("incidentkit", __version__)], parameters)
 
 
 def run_header(facts: dict[str, Any], parameters: dict[str, Any] | None = None):
@@ -94,13 +98,21 @@ _HTML_SPECIAL = re.compile(r"[<>&]")
 _MD_SPECIAL = re.compile(r"([\\`*\[\]|])")
 
 
+_LINK_SCHEME = re.compile(r"\]\(\s*<?\s*([A-Za-z][A-Za-z0-9+.\-]*)\s*:")
+_SAFE_SCHEMES = {"http", "https", "mailto"}
+
+
 def safe_markdown(text: str) -> str:
-    """Markdown the kit built, made inert: no raw HTML survives (``<``, ``>`` become entities).
+    """Markdown the kit built, made inert: no raw HTML survives (``<``, ``>`` become entities),
+    no image is fetched (``![`` is shown as text) and no link has a scheme other than http(s)
+    or mailto (``javascript:`` and the like are shown as text).
 
     Every Markdown output of a notebook passes here, so a value taken from a log line, a file
-    name or the database can never become a tag or a script in the HTML report. The kit's own
-    Markdown uses no raw HTML, so nothing legitimate is lost; ``&`` is kept as written."""
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+    name or the database can never become a tag, a script or a tracking image in the report.
+    The kit's own Markdown uses no raw HTML and no images, so nothing legitimate is lost."""
+    text = text.replace("<", "&lt;").replace(">", "&gt;").replace("![", "!\\[")
+    return _LINK_SCHEME.sub(lambda m: m.group(0) if m.group(1).lower() in _SAFE_SCHEMES
+                            else "]\\(" + m.group(0)[2:], text)
 
 
 def md_text(value: Any) -> str:

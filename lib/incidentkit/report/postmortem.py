@@ -13,25 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import config
+from ..text import fmt_time
 from ..analysis.diagnosis import PROBLEM_FIGURES, Diagnosis, diagnose
+from ..evidence import registry
 
-VERDICT_MEANING = {
-    "concurrent_deletion": "the workspace was deleted while the login ran: the race between "
-                           "`ensureUserWorkspace` and the deletion",
-    "stale_read": "the workspace and the membership were gone before the login started: it read stale data "
-                  "(a replica, a long transaction or a cache)",
-    "orphaned_membership": "a membership still points at the missing workspace: stored data the foreign keys "
-                           "should have prevented, which keeps failing until it is cleaned up",
-    "workspace_never_existed": "nothing records the workspace ever existing: the membership was written for "
-                               "a workspace that was never created",
-    "membership_before_workspace": "the workspace was created only after the failure: the membership was "
-                                   "written before its workspace",
-    "insufficient_evidence": "the evidence does not decide it",
-}
 
 
 def _when(at) -> str:
-    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at else "an unknown time"
+    return fmt_time(at)
 
 
 def _plural(n: int, one: str, many: str | None = None) -> str:
@@ -68,6 +57,15 @@ class Postmortem:
                 "clean": self.diagnosis.clean,
                 "recommended": self._recommended().name if self.race else None}
 
+    def _evidence_link(self, failure) -> str:
+        """`` ([record](evidence/…))`` in a report run, where the record is copied; empty otherwise."""
+        from .kept_evidence import evidence_file
+        from .notebook import in_report_run
+
+        if not in_report_run() or not getattr(failure, "source", None):
+            return ""
+        return f" (record: [{evidence_file(failure.source)}]({evidence_file(failure.source)}), line {failure.line})"
+
     def _recommended(self):
         from ..racelab import recommended
 
@@ -85,7 +83,7 @@ class Postmortem:
                        f"user row on `users_primary_workspace_id_workspaces_id_fk`, and the app answered 500.")
             top = max(self.by_verdict().items(), key=lambda kv: kv[1])
             out.append(f"**Why.** {top[1]:,} of {len(self.failures):,} failed because "
-                       f"{VERDICT_MEANING[top[0]]} (`{top[0]}`).")
+                       f"{registry.meaning(top[0])} (`{top[0]}`).")
         elif self.logs_given:
             out.append(f"**What failed.** The logs given ({_plural(len(self.affected.files), 'file')}) hold no "
                        "failure on `users_primary_workspace_id_workspaces_id_fk`.")
@@ -125,9 +123,9 @@ class Postmortem:
         for verdict, n in sorted(self.by_verdict().items(), key=lambda kv: -kv[1]):
             example = next(f for f in self.failures if f.verdict == verdict)
             evidence = "\n".join(f"  - {e}" for e in example.evidence)
-            parts.append(f"**`{verdict}`: {_plural(n, 'failure')}.** It means {VERDICT_MEANING[verdict]}. "
+            parts.append(f"**`{verdict}`: {_plural(n, 'failure')}.** It means {registry.meaning(verdict)}. "
                          f"The evidence for the first one ({example.user_id or 'unknown user'}, "
-                         f"{_when(example.at)}):\n\n{evidence}")
+                         f"{_when(example.at)}){self._evidence_link(example)}:\n\n{evidence}")
         return "\n\n".join(parts)
 
     def race_md(self) -> str:
@@ -201,10 +199,25 @@ class Postmortem:
         return "\n".join(qs) if qs else "None: the evidence decided every failure in this report."
 
 
-def gather(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS, race_lab: bool = True) -> Postmortem:
-    """Collect everything the incident document states, once."""
-    from ..evidence.timeline import default_logs, user_timeline
-    from ..evidence.verdicts import affected
+def gather(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS, race_lab: bool = True,
+           timeline_key=None) -> Postmortem:
+    """Collect everything the incident document states, once.
+
+    In a report run the detail notebooks have already computed the diagnosis, the affected
+    users, each timeline and the race lab, and kept them (:func:`incidentkit.report.notebook.keep`):
+    the document is assembled from those results and computes nothing again, so each of its
+    figures is the one its detail notebook shows. Opened on its own (JupyterLab), it computes them."""
+    from .notebook import in_report_run, kept
+
+    if in_report_run():
+        d = kept("diagnosis") or diagnose(db)
+        found = kept("affected")
+        pm = Postmortem(d, found, logs_given=found is not None, window=window)
+        first_user = next((f.user_id for f in pm.failures if f.user_id), None)
+        pm.timeline = kept(f"timeline:{first_user}") if first_user else None
+        pm.race = list(kept("race_lab") or []) if race_lab else []
+        return pm
+    from ..evidence import affected, default_logs, user_timeline
 
     d = diagnose(db)
     effective = logs or default_logs(db)
@@ -218,4 +231,3 @@ def gather(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS, race
 
         pm.race = run_race_lab()
     return pm
-

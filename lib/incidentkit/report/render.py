@@ -23,15 +23,19 @@ import re
 import secrets
 import shutil
 import sys
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import __version__
+from ..config import __version__
 from .. import config
 from ..exceptions import ConfigError, ReportFailed
+from .page import CSP, CSP_META as _CSP_META, has_csp
 
 TEMPLATES_DIR = config.PACKAGE_DIR / "templates"
+
 
 
 @dataclass
@@ -42,6 +46,8 @@ class NotebookRun:
     name: str
     parameters: dict[str, Any] = field(default_factory=dict)
     title: str = ""
+    status: str = "not run"  # "ok", "failed" once executed
+    seconds: float | None = None
 
 
 @dataclass
@@ -50,14 +56,18 @@ class ReportResult:
     date: str
     files: list[Path]
     runs: list[NotebookRun]
+    manifest: dict[str, Any] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         return [str(self.folder)] + [f"  {p}" for p in self.files]
 
 
-def _kernel_manager_class():
+def _kernel_manager_class(runtime_dir: Path):
     """Kernels over IPC sockets, not TCP: nothing listens on the network, and ipykernel has
-    nothing to warn about on stderr (which would break the CLI's one-line error contract)."""
+    nothing to warn about on stderr (which would break the CLI's one-line error contract).
+
+    The sockets live in ``runtime_dir``, the run's private folder: two runs at once never
+    share a socket name, and nothing is left in the notebooks' folder."""
     from jupyter_client.manager import AsyncKernelManager
     from traitlets import default
 
@@ -65,6 +75,10 @@ def _kernel_manager_class():
         @default("transport")
         def _transport_default(self):
             return "ipc"
+
+        @default("ip")
+        def _ip_default(self):
+            return str(runtime_dir / f"k{secrets.token_hex(4)}")
 
     return IpcKernelManager
 
@@ -178,7 +192,9 @@ class Converter:
             if cell.get("outputs"):
                 cell.outputs = [o for o in cell.outputs if RECORD_MIME not in (o.get("data") or {})]
         nb.metadata["title"] = title or stem
-        body, _ = self.html.from_notebook_node(nb, resources={"metadata": {"name": stem}})
+        body, _ = self.html.from_notebook_node(nb, resources={"metadata": {"name": stem}, "incidentkit_csp": CSP})
+        if not has_csp(body):  # the template is what puts it there; never publish a page without it
+            raise ReportFailed(f"{stem}: the HTML template lost its Content-Security-Policy")
         html_path = folder / f"{stem}.html"
         html_path.write_text(body, encoding="utf-8")
         written.append(html_path)
@@ -206,7 +222,7 @@ def _clean_markdown(body: str) -> str:
 
 @contextlib.contextmanager
 def _kernel_env(extra: dict[str, str]):
-    """Environment the kernels inherit for this run (redaction key), restored afterwards."""
+    """Environment the kernels inherit for this run (share folder, redaction key), restored afterwards."""
     saved = {k: os.environ.get(k) for k in extra}
     os.environ.update(extra)
     try:
@@ -225,72 +241,6 @@ def _redact_notebook(path: Path, redactor) -> None:
     path.write_text(redactor.text(text), encoding="utf-8")
 
 
-def render_report(runs: list[NotebookRun], out_dir: str | Path | None = None, date: str | None = None,
-                  show_code: bool = False, title: str = "Incident report",
-                  progress: Callable[[str], None] | None = None, redactor=None) -> ReportResult:
-    """Execute ``runs`` with papermill and publish them as one dated report folder.
-
-    With a ``redactor`` (:class:`incidentkit.redact.Redactor`) the kernels pseudonymise what
-    they draw and show, and every text artifact is pseudonymised again before it is written.
-    """
-    say = progress or progress_printer()
-    date = parse_date(date)
-    out_dir = _writable_out(Path(out_dir) if out_dir else config.reports_dir())
-    staging = out_dir / f".staging-{date}-{os.getpid()}-{secrets.token_hex(3)}"
-    staging.mkdir()
-    converter = Converter(show_code=show_code)
-    kernel_manager = _kernel_manager_class()
-    if redactor is not None:
-        runs = [NotebookRun(r.notebook, r.name, r.parameters, redactor.text(r.title)) for r in runs]
-    try:
-        with _kernel_env(redactor.env() if redactor is not None else {}):
-            files = _execute_all(runs, staging, out_dir, show_code, converter, kernel_manager, say, redactor)
-        files.extend(write_entry_page(staging, runs, date, title))
-    except ReportFailed:
-        raise
-    except BaseException:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
-    final = _publish(staging, out_dir, date)
-    index = write_index(out_dir)
-    return ReportResult(final, date, [final / p.relative_to(staging) for p in files] + index, runs)
-
-
-def _execute_all(runs, staging: Path, out_dir: Path, show_code: bool, converter: "Converter", kernel_manager,
-                 say, redactor) -> list[Path]:
-    import nbformat
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    files: list[Path] = []
-    for i, run in enumerate(runs, 1):
-        say(f"[{i}/{len(runs)}] {run.name}")
-        target = staging / f"{run.name}.ipynb"
-        allowed = declared_parameters(run.notebook)
-        params = {k: v for k, v in run.parameters.items() if k in allowed}
-        try:
-            papermill.execute_notebook(str(run.notebook), str(target), parameters=params,
-                                       kernel_name="python3", progress_bar=False, log_output=False,
-                                       report_mode=not show_code, cwd=str(run.notebook.parent),
-                                       kernel_manager_class=kernel_manager)
-        except PapermillExecutionError as e:
-            if redactor is not None and target.exists():
-                _redact_notebook(target, redactor)
-            raise _fail(staging, out_dir, f"{run.name} failed at cell {e.exec_count}: "
-                                          f"{e.ename}: {_first_line(e.evalue)}") from None
-        except Exception as e:  # the kernel died, could not start, timed out...
-            if redactor is not None and target.exists():
-                _redact_notebook(target, redactor)
-            raise _fail(staging, out_dir, f"{run.name} failed: {type(e).__name__}: {_first_line(e)}") from None
-        if redactor is not None:
-            _redact_notebook(target, redactor)
-        nb = nbformat.read(str(target), as_version=4)
-        files.append(target)
-        files.extend(converter.write(nb, staging, run.name, run.title))
-    return files
-
-
 def write_entry_page(folder: Path, runs: list[NotebookRun], date: str, title: str) -> list[Path]:
     """``README.md`` and ``index.html`` linking the run's outputs in reading order."""
     md = [f"# {title} — {date}", "", f"Generated by incidentkit {__version__}. Read in this order:", ""]
@@ -305,7 +255,7 @@ def write_entry_page(folder: Path, runs: list[NotebookRun], date: str, title: st
     readme.write_text("\n".join(md) + "\n", encoding="utf-8")
     page = folder / "index.html"
     page.write_text(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">" + _CSP_META +
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{html.escape(title)} — {date}"
         "</title><style>body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto;padding:0 1em;"
         "line-height:1.5}</style></head><body>"
@@ -316,9 +266,193 @@ def write_entry_page(folder: Path, runs: list[NotebookRun], date: str, title: st
     return [readme, page]
 
 
-def base_parameters(database_url_env: str = "", schema_map: str = "") -> dict[str, Any]:
-    """Parameters every notebook takes: the *name* of the URL's variable (never the URL)."""
-    return {"database_url_env": database_url_env or "", "schema_map": str(schema_map or "")}
+# -- leftovers of runs that died --------------------------------------------------------------
+_STAGING = re.compile(r"^\.staging-\d{4}-\d{2}-\d{2}-(\d+)-[0-9a-f]+$")
+_PRIVATE_PREFIX = "incidentkit-run-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(out_dir: Path) -> list[Path]:
+    """Remove what runs killed with ``kill -9`` left: their staging folders in ``out_dir`` and
+    their private folders (kernel sockets, handed-on results) in the temporary directory.
+    Only folders whose process is gone are touched, so a run going on beside this one is safe."""
+    removed = []
+    candidates = [(d, _STAGING.match(d.name)) for d in Path(out_dir).glob(".staging-*")]
+    tmp = Path(tempfile.gettempdir())
+    candidates += [(d, re.match(rf"^{_PRIVATE_PREFIX}(\d+)-", d.name)) for d in tmp.glob(f"{_PRIVATE_PREFIX}*")]
+    for folder, m in candidates:
+        if m and folder.is_dir() and not folder.is_symlink() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+# -- one report run ----------------------------------------------------------------------------
+class _Run:
+    """One report run: a staging folder in ``out_dir`` (renamed into place at the end) and a
+    private folder (0700, outside ``out_dir``) for the kernels' sockets and the results the
+    notebooks hand to the incident document. Notebooks execute one at a time, in the order the
+    data flows; the entry page lists them in reading order."""
+
+    def __init__(self, out_dir: Path, date: str, show_code: bool, redactor, say):
+        from .notebook import SHARE_ENV
+
+        self.out_dir, self.date, self.show_code, self.redactor, self.say = out_dir, date, show_code, redactor, say
+        clean_leftovers(out_dir)
+        self.private = Path(tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-"))
+        self.share = self.private / "shared"
+        self.share.mkdir()
+        self.staging = out_dir / f".staging-{date}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.staging.mkdir()
+        self.converter = Converter(show_code=show_code)
+        self.kernel_manager = _kernel_manager_class(self.private)
+        self.env = {SHARE_ENV: str(self.share), "JUPYTER_RUNTIME_DIR": str(self.private / "runtime"),
+                    **(redactor.env() if redactor is not None else {})}
+        self.executed: list[NotebookRun] = []
+        self.files: list[Path] = []
+        self.started_at = dt.datetime.now(dt.timezone.utc)
+
+    def kept(self, name: str):
+        from .notebook import kept
+
+        with _kernel_env(self.env):
+            return kept(name)
+
+    def execute(self, run: NotebookRun, total: int | None = None) -> None:
+        import nbformat
+        import papermill
+        from papermill.exceptions import PapermillExecutionError
+
+        if self.redactor is not None:
+            run = NotebookRun(run.notebook, run.name, run.parameters, self.redactor.text(run.title))
+        self.executed.append(run)
+        self.say(f"[{len(self.executed)}{'/' + str(total) if total else ''}] {run.name}")
+        target = self.staging / f"{run.name}.ipynb"
+        allowed = declared_parameters(run.notebook)
+        params = {k: v for k, v in run.parameters.items() if k in allowed}
+        t0 = time.monotonic()
+        failure = None
+        try:
+            with _kernel_env(self.env):
+                # The kernel works in the user's directory: relative paths mean what they meant
+                # on the command line, and ./pyproject.toml is the user's.
+                papermill.execute_notebook(str(run.notebook), str(target), parameters=params,
+                                           kernel_name="python3", progress_bar=False, log_output=False,
+                                           report_mode=not self.show_code, cwd=os.getcwd(),
+                                           kernel_manager_class=self.kernel_manager)
+        except PapermillExecutionError as e:
+            failure = f"{run.name} failed at cell {e.exec_count}: {e.ename}: {_first_line(e.evalue)}"
+        except Exception as e:  # noqa: BLE001 - the kernel died, could not start, timed out...
+            failure = f"{run.name} failed: {type(e).__name__}: {_first_line(e)}"
+        run.seconds = time.monotonic() - t0
+        run.status = "failed" if failure else "ok"
+        if self.redactor is not None and target.exists():
+            _redact_notebook(target, self.redactor)
+        if failure:
+            raise _fail(self.staging, self.out_dir, failure)
+        nb = nbformat.read(str(target), as_version=4)
+        self.files.append(target)
+        self.files.extend(self.converter.write(nb, self.staging, run.name, run.title))
+
+    def publish(self, title: str, manifest: dict[str, Any] | None = None, affected=None, race=None) -> ReportResult:
+        from . import manifest as run_manifest
+        from .index import write_index
+        from .kept_evidence import write_evidence
+
+        reading = sorted(self.executed, key=lambda r: r.name)
+        self.files.extend(write_evidence(self.staging, affected, self.redactor))
+        if race:
+            self.files.append(_write_race_results(self.staging, race, self.redactor))
+        if manifest is not None:
+            self.files.append(run_manifest.write(self.staging, manifest, self.redactor))
+        self.files.extend(write_entry_page(self.staging, reading, self.date, title))
+        final = _publish(self.staging, self.out_dir, self.date)
+        index = write_index(self.out_dir)
+        return ReportResult(final, self.date, [final / p.relative_to(self.staging) for p in self.files] + index,
+                            reading, manifest or {})
+
+    def close(self) -> None:
+        from ..db import embedded
+
+        shutil.rmtree(self.private, ignore_errors=True)
+        try:  # a kernel may have started the embedded server (the race lab): stop what the run started
+            embedded.default_server().stop_if_orphaned()
+        except Exception:  # noqa: BLE001 - cleaning up must not hide the run's own outcome
+            pass
+        if self.staging.exists():  # never published, never moved to failed/: an interrupted run
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+
+#: The race lab's cells as the run measured them (``remediation`` writes its files from them).
+RACE_RESULTS_NAME = "race-lab.json"
+
+
+def _write_race_results(folder: Path, race, redactor=None) -> Path:
+    import json
+
+    path = folder / RACE_RESULTS_NAME
+    text = json.dumps({"cells": [c.to_dict() for c in race]}, indent=1, default=str) + "\n"
+    path.write_text(redactor.text(text) if redactor is not None else text, encoding="utf-8")
+    return path
+
+
+def latest_race_results(out_dir: str | Path):
+    """The race lab's cells of the latest report run in ``out_dir`` that ran it, and that run's
+    folder; ``(None, None)`` when there is none."""
+    import json
+
+    from ..racelab import CellResult
+    from .index import read_runs
+
+    for run in reversed(read_runs(out_dir)):
+        path = run.folder / RACE_RESULTS_NAME
+        if path.is_file():
+            try:
+                cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+                return [CellResult(**c) for c in cells], run.folder
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+    return None, None
+
+
+def render_report(runs: list[NotebookRun], out_dir: str | Path | None = None, date: str | None = None,
+                  show_code: bool = False, title: str = "Incident report",
+                  progress: Callable[[str], None] | None = None, redactor=None) -> ReportResult:
+    """Execute ``runs`` in order with papermill and publish them as one dated report folder.
+
+    With a ``redactor`` (:class:`incidentkit.evidence.redact.Redactor`) the kernels pseudonymise
+    what they draw and show, and every text artifact is pseudonymised again before it is written.
+    """
+    date = parse_date(date)
+    out_dir = _writable_out(Path(out_dir) if out_dir else config.reports_dir())
+    run = _Run(out_dir, date, show_code, redactor, progress or progress_printer())
+    try:
+        for r in runs:
+            run.execute(r, len(runs))
+        return run.publish(title)
+    finally:
+        run.close()
+
+
+def base_parameters(database_url_env: str = "", schema_map: str = "",
+                    timeouts: config.Timeouts | None = None) -> dict[str, Any]:
+    """Parameters every notebook takes: the *name* of the URL's variable (never the URL), the
+    schema map as an absolute path, and the per-transaction limits in milliseconds."""
+    out: dict[str, Any] = {"database_url_env": database_url_env or "",
+                           "schema_map": str(Path(schema_map).expanduser().absolute()) if schema_map else ""}
+    if timeouts is not None:
+        out["timeouts"] = {"statement_ms": timeouts.statement_ms, "lock_ms": timeouts.lock_ms,
+                           "idle_in_transaction_ms": timeouts.idle_in_transaction_ms}
+    return out
 
 
 def diagnosis_run(params: dict[str, Any], sample_limit: int = config.DEFAULT_SAMPLE_LIMIT) -> NotebookRun:
@@ -326,59 +460,81 @@ def diagnosis_run(params: dict[str, Any], sample_limit: int = config.DEFAULT_SAM
                        {**params, "sample_limit": sample_limit}, "Diagnosis: the report's statistics, from the database")
 
 
-def plan(database_url_env: str = "", schema_map: str = "", logs: list[str] | None = None,
-         max_users: int = config.DEFAULT_MAX_USERS, window: float = config.DEFAULT_WINDOW_SECONDS,
-         race_lab: bool = True, db=None) -> list[NotebookRun]:
-    """The notebooks of a full report, in reading order, with their parameters.
+def _resolved_logs(logs: list[str] | None) -> list[str]:
+    """Log paths made absolute against the user's directory (globs kept as written, anchored there)."""
+    return [str(Path(str(p)).expanduser().absolute()) for p in (logs or [])]
 
-    The diagnosis always; with logs (or on the demo, which has its own log) the affected
-    users and one timeline per affected user (at most ``max_users``); the race lab last.
-    """
-    params = base_parameters(database_url_env, schema_map)
-    logs = [str(Path(p).resolve()) if not any(ch in str(p) for ch in "*?[") else str(p) for p in (logs or [])]
-    runs = [NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
-                        {**params, "logs": logs, "window_seconds": window, "race_lab": race_lab},
-                        "Incident document: the postmortem, from this run's data"),
-            diagnosis_run(params)]
-    if db is None:
-        from .notebook import connect
 
-        db = connect(database_url_env, schema_map)
-    from ..evidence.timeline import default_logs
-    from ..evidence.verdicts import affected
+def timeline_runs(params: dict[str, Any], logs: list[str], window: float, users: list[str],
+                  max_users: int = config.DEFAULT_MAX_USERS) -> list[NotebookRun]:
+    """One timeline notebook per affected user (at most ``max_users``), in the order they failed."""
+    return [NotebookRun(notebook_path("03-user-timeline.ipynb"), f"03-user-timeline-{i:02d}",
+                        {**params, "logs": logs, "window_seconds": window, "user_id": user},
+                        f"Timeline of {user}")
+            for i, user in enumerate(users[:max_users], 1)]
 
-    effective_logs = logs or default_logs(db)
-    if effective_logs:
-        found = affected(db, effective_logs, window=window)
-        runs.append(NotebookRun(notebook_path("02-affected-users.ipynb"), "02-affected-users",
-                                {**params, "logs": logs, "window_seconds": window},
-                                "Affected users: every failed login and its verdict"))
-        users = []
-        for failure in found.failures:
-            if failure.user_id and failure.user_id not in users:
-                users.append(failure.user_id)
-        for i, user in enumerate(users[:max_users], 1):
-            runs.append(NotebookRun(notebook_path("03-user-timeline.ipynb"), f"03-user-timeline-{i:02d}",
-                                    {**params, "logs": logs, "window_seconds": window, "user_id": user},
-                                    f"Timeline of {user}"))
-    if race_lab and (config.notebooks_dir() / "04-race-lab.ipynb").is_file():
-        runs.append(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {},
-                                "Race lab: the proposed fixes run against the race"))
-    return runs
+
+def affected_users(found) -> list[str]:
+    """The affected users of an ``Affected`` result, in the order of their first failure."""
+    users: list[str] = []
+    for failure in found.failures if found is not None else []:
+        if failure.user_id and failure.user_id not in users:
+            users.append(failure.user_id)
+    return users
 
 
 def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, date: str | None = None,
                show_code: bool = False, logs: list[str] | None = None, max_users: int = config.DEFAULT_MAX_USERS,
                window: float = config.DEFAULT_WINDOW_SECONDS, race_lab: bool = True, redact: bool = False,
-               redact_workspaces: bool = False) -> ReportResult:
-    """Plan and render the full report for a database (the demo when ``database_url_env`` is empty)."""
+               redact_workspaces: bool = False, timeouts: config.Timeouts | None = None,
+               progress: Callable[[str], None] | None = None) -> ReportResult:
+    """The full report for a database (the demo when ``database_url_env`` is empty), each
+    analysis computed once.
+
+    The detail notebooks run first, in the order the data flows: the diagnosis; the affected
+    users (with logs, or on the demo, which has its own log); one timeline per affected user,
+    planned from the affected users the previous notebook kept; the race lab. The incident
+    document (``00-postmortem``) runs last and is assembled from the results they kept, so its
+    every figure is the one the detail notebook shows. ``run.json`` and ``evidence/`` are
+    written from the same results."""
     from ..evidence.redact import Redactor
 
-    parse_date(date)
-    _writable_out(Path(out_dir) if out_dir else config.reports_dir())
-    runs = plan(database_url_env, schema_map, logs, max_users, window, race_lab)
+    date = parse_date(date)
+    out = _writable_out(Path(out_dir) if out_dir else config.reports_dir())
+    params = base_parameters(database_url_env, schema_map, timeouts)
+    given_logs = [str(p) for p in (logs or [])]
+    logs = _resolved_logs(logs)
     redactor = Redactor.new(workspaces=redact_workspaces) if (redact or redact_workspaces) else None
-    return render_report(runs, out_dir, date, show_code, redactor=redactor)
+    run = _Run(out, date, show_code, redactor, progress or progress_printer())
+    try:
+        run.execute(diagnosis_run(params))
+        diagnosis = run.kept("diagnosis")
+        found = None
+        if logs or not database_url_env:  # the demo database has its own log
+            run.execute(NotebookRun(notebook_path("02-affected-users.ipynb"), "02-affected-users",
+                                    {**params, "logs": logs, "window_seconds": window},
+                                    "Affected users: every failed login and its verdict"))
+            found = run.kept("affected")
+        for r in timeline_runs(params, logs, window, affected_users(found), max_users):
+            run.execute(r)
+        race = None
+        if race_lab:
+            run.execute(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {},
+                                    "Race lab: the proposed fixes run against the race"))
+            race = run.kept("race_lab")
+        run.execute(NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
+                                {**params, "logs": logs, "window_seconds": window, "race_lab": race_lab},
+                                "Incident document: the postmortem, from this run's data"))
+        from . import manifest
+
+        facts = manifest.build(
+            parameters={**params, "logs": given_logs, "window_seconds": window, "max_users": max_users,
+                        "race_lab": race_lab, "redact": bool(redactor), "show_code": show_code},
+            notebooks=sorted(run.executed, key=lambda r: r.name), diagnosis=diagnosis, affected=found, race=race,
+            started_at=run.started_at, finished_at=manifest.now(), date=date)
+        return run.publish("Incident report", facts, affected=found, race=race)
+    finally:
+        run.close()
 
 
 def render_demo(out_dir=None, date: str | None = None) -> ReportResult:
@@ -387,121 +543,3 @@ def render_demo(out_dir=None, date: str | None = None) -> ReportResult:
 
     ensure_demo()
     return render_for("", "", out_dir, date)
-
-
-# -- the index across dated runs ----------------------------------------------------------------
-_RUN_DIR = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:-(\d+))?$")
-
-
-@dataclass
-class RunSummary:
-    """One dated run's headline figures, read back from its executed notebooks."""
-
-    folder: Path
-    records: dict[str, Any]
-
-    @property
-    def sort_key(self) -> tuple[str, int]:
-        m = _RUN_DIR.match(self.folder.name)
-        return (m.group(1), int(m.group(2) or 1)) if m else (self.folder.name, 0)
-
-    def figure(self, name: str):
-        return (self.records.get("diagnosis") or {}).get(name)
-
-    @property
-    def affected_users(self) -> set[str] | None:
-        a = self.records.get("affected")
-        return None if a is None else set(a.get("users") or [])
-
-    @property
-    def failed_logins(self) -> int | None:
-        a = self.records.get("affected")
-        return None if a is None else a.get("failures")
-
-
-def read_runs(out_dir: str | Path) -> list[RunSummary]:
-    """Every dated run under ``out_dir``, oldest first, with the figures its notebooks recorded."""
-    import nbformat
-
-    from .notebook import read_records
-
-    runs = []
-    for folder in Path(out_dir).iterdir() if Path(out_dir).is_dir() else []:
-        if not folder.is_dir() or not _RUN_DIR.match(folder.name):
-            continue
-        records: dict[str, Any] = {}
-        for nb_path in sorted(folder.glob("*.ipynb")):
-            try:
-                records.update(read_records(nbformat.read(str(nb_path), as_version=4)))
-            except Exception:  # noqa: BLE001 - a damaged notebook leaves its figures out, not the index
-                continue
-        runs.append(RunSummary(folder, records))
-    return sorted(runs, key=lambda r: r.sort_key)
-
-
-def _delta(now, before) -> str:
-    if now is None or before is None:
-        return ""
-    d = now - before
-    return "±0" if d == 0 else f"{d:+,}"
-
-
-def index_rows(runs: list[RunSummary]) -> list[dict[str, str]]:
-    rows = []
-    previous: RunSummary | None = None
-    for run in runs:
-        users = run.affected_users
-        new_users = ""
-        if users is not None:
-            before = previous.affected_users if previous else None
-            new_users = str(len(users - before)) if before is not None else str(len(users))
-        rows.append({
-            "run": run.folder.name,
-            "database": (run.records.get("run") or {}).get("database", ""),
-            "users": _fmt(run.figure("total_users")),
-            "invalid primary": _fmt(run.figure("users_with_invalid_primary_workspace")),
-            "orphaned memberships": _fmt(run.figure("orphaned_memberships")),
-            "orphans change": _delta(run.figure("orphaned_memberships"),
-                                     previous.figure("orphaned_memberships") if previous else None),
-            "failed logins": _fmt(run.failed_logins),
-            "affected users": _fmt(len(users) if users is not None else None),
-            "new affected users": new_users,
-        })
-        previous = run
-    return rows
-
-
-def _fmt(v) -> str:
-    return "" if v is None else f"{v:,}" if isinstance(v, int) else str(v)
-
-
-def write_index(out_dir: str | Path) -> list[Path]:
-    """``index.md`` and ``index.html`` in ``out_dir``: every dated run, newest first, with changes."""
-    out_dir = Path(out_dir)
-    rows = list(reversed(index_rows(read_runs(out_dir))))
-    cols = ["run", "database", "users", "invalid primary", "orphaned memberships", "orphans change",
-            "failed logins", "affected users", "new affected users"]
-    md = ["# Incident reports", "", f"{len(rows)} dated run(s), newest first. Changes are against the run before.", "",
-          "| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    body = []
-    for r in rows:
-        link = f"[{r['run']}]({r['run']}/README.md)"
-        md.append("| " + " | ".join([link] + [r[c].replace("|", "\\|") for c in cols[1:]]) + " |")
-        body.append("<tr>" + f'<td><a href="{html.escape(r["run"])}/index.html">{html.escape(r["run"])}</a></td>'
-                    + "".join(f"<td>{html.escape(r[c])}</td>" for c in cols[1:]) + "</tr>")
-    md_path, html_path = out_dir / "index.md", out_dir / "index.html"
-    tmp_md, tmp_html = out_dir / ".index.md.tmp", out_dir / ".index.html.tmp"
-    tmp_md.write_text("\n".join(md) + "\n", encoding="utf-8")
-    tmp_html.write_text(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Incident reports</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:1180px;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;display:block;overflow-x:auto;max-width:100%}"
-        "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:right}td:first-child,td:nth-child(2){text-align:left}"
-        "</style></head><body><h1>Incident reports</h1>"
-        f"<p>{len(rows)} dated run(s), newest first. Changes are against the run before.</p>"
-        "<table><thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr></thead><tbody>"
-        + "".join(body) + "</tbody></table></body></html>\n", encoding="utf-8")
-    os.replace(tmp_md, md_path)
-    os.replace(tmp_html, html_path)
-    return [md_path, html_path]

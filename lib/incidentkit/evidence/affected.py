@@ -1,0 +1,213 @@
+"""Every failed login in the logs, judged: :func:`affected` and its result, :class:`Affected`.
+
+:func:`affected` scans the logs once (:mod:`incidentkit.evidence.logs`), reads the history of
+every failure's user and workspace in one snapshot (:mod:`incidentkit.evidence.history`) and
+judges each failure (:mod:`incidentkit.evidence.rules`). :class:`Affected` shows the result:
+counts per verdict, text for the terminal, DataFrames and a plot for the notebooks, Markdown for
+reports, and the JSON of ``incidentkit affected --json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import config
+from ..exceptions import ConfigError
+from ..text import fmt_time, iso_utc
+from . import registry
+from .history import judge_failures
+from .inputs import check_window
+from .logs import LogScan, scan_logs
+from .model import Judged
+
+
+def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
+             user_pattern: str | None = None) -> Affected:
+    """Every failure in ``logs`` (paths, or a :class:`LogScan`) judged against ``db``, in one snapshot.
+
+    ``logs`` None means the demo log when ``db`` is the demo database (:func:`default_logs`),
+    and is an error otherwise.
+    """
+    w = check_window(window)
+    if logs is None:
+        logs = default_logs(db)
+    if logs is None:
+        raise ConfigError("no logs given: pass the application or PostgreSQL log files (--logs PATH)")
+    scan = load_failures(logs, user_pattern)
+    m = db.schema
+    with db.read() as r:
+        m.check(r)
+        h, judged = judge_failures(r, m, scan.failures, w)
+        snapshot_at = r.snapshot_at
+    judged.sort(key=lambda j: (j.at, j.source, j.line))
+    return Affected(judged, scan.skipped_lines, list(scan.files), w, db.describe(), m.deletion_source, snapshot_at,
+                    [r.to_dict() for r in scan.file_reads])
+
+
+# -- which failures ---------------------------------------------------------------------------
+def load_failures(logs, user_pattern: str | None = None) -> LogScan:
+    """``logs`` as a :class:`LogScan`: one already made, or the paths to scan."""
+    if isinstance(logs, LogScan):
+        return logs
+    if user_pattern:
+        return scan_logs(logs, user_pattern=user_pattern)
+    return scan_logs(logs)
+
+
+def default_logs(db) -> Path | None:
+    """The logs to read when none are given: the demo's log for the demo database, else None."""
+    if getattr(db, "dbname", None) == config.DEMO_DATABASE:
+        return config.demo_log_path()
+    return None
+
+
+# -- the result -------------------------------------------------------------------------------
+@dataclass
+class Affected:
+    """Every failed login in the logs, each with its verdict."""
+
+    failures: list[Judged]
+    skipped_lines: int
+    files: list[str]
+    window: float
+    database: str = ""
+    deletion_source: str = "audit"
+    snapshot_at: datetime | None = None
+    #: What reading each log file amounted to (path, size, lines read and skipped, sha256).
+    file_reads: list[dict[str, Any]] = field(default_factory=list)
+
+    def by_verdict(self) -> dict[str, int]:
+        counts = {v: 0 for v in registry.NAMES}
+        for j in self.failures:
+            counts[j.verdict] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of ``incidentkit affected --json``."""
+        return {
+            "failures": [j.to_dict() for j in self.failures],
+            "by_verdict": self.by_verdict(),
+            "skipped_lines": self.skipped_lines,
+            "files": list(self.files),
+            "window": self.window,
+            "deletion_source": self.deletion_source,
+            "snapshot_at": iso_utc(self.snapshot_at) if self.snapshot_at else None,
+        }
+
+    def headline(self) -> dict[str, Any]:
+        """The figures a report's index keeps: failure count, affected users, counts per verdict."""
+        return {"failures": len(self.failures),
+                "users": sorted({j.user_id for j in self.failures if j.user_id}),
+                "by_verdict": self.by_verdict()}
+
+    def text(self) -> str:
+        """Plain text for the terminal: counts per verdict, then each failure with its evidence."""
+        counts = self.by_verdict()
+        width = max(len(v) for v in registry.NAMES)
+        lines = [f"{len(self.failures)} failed login{'s' if len(self.failures) != 1 else ''} in "
+                 f"{len(self.files)} file{'s' if len(self.files) != 1 else ''} ({self.skipped_lines} lines skipped); "
+                 f"window ±{self.window:g} s; deletions from: {self.deletion_source}", ""]
+        lines += [f"{v:<{width}}  {counts[v]:>6}" for v in registry.NAMES]
+        for j in self.failures:
+            delay = "" if j.seconds_after_deletion is None else f"  ({j.seconds_after_deletion:+.3f} s after deletion)"
+            lines += ["", f"{fmt_time(j.at)}  {j.user_id or '-'}  {j.workspace_id or '-'}  {j.verdict}{delay}"]
+            lines += [f"    - {s}" for s in j.evidence]
+        return "\n".join(lines)
+
+    def frame(self):
+        """One row per failure: time, user, workspace, verdict, seconds after the deletion, where logged."""
+        import pandas as pd
+
+        cols = ["at", "user_id", "workspace_id", "verdict", "seconds_after_deletion", "source", "line"]
+        return pd.DataFrame([{"at": fmt_time(j.at), "user_id": j.user_id, "workspace_id": j.workspace_id,
+                              "verdict": j.verdict, "seconds_after_deletion": j.seconds_after_deletion,
+                              "source": Path(j.source).name if j.source else "", "line": j.line}
+                             for j in self.failures], columns=cols)
+
+    def by_verdict_frame(self):
+        """Every verdict with its count (zeros included) and what it means."""
+        import pandas as pd
+
+        counts = self.by_verdict()
+        return pd.DataFrame({"verdict": list(registry.NAMES), "failures": [counts[v] for v in registry.NAMES],
+                             "meaning": [v.label for v in registry.VERDICTS]})
+
+    def delay_frame(self):
+        """Per failure with a known deletion: seconds from the workspace's deletion to the failure."""
+        import pandas as pd
+
+        rows = [{"at": fmt_time(j.at), "user_id": j.user_id, "workspace_id": j.workspace_id, "verdict": j.verdict,
+                 "deleted_at": fmt_time(j.deleted_at), "deletion_transaction_id": j.transaction_id,
+                 "seconds_after_deletion": j.seconds_after_deletion}
+                for j in self.failures if j.deleted_at is not None]
+        return pd.DataFrame(rows, columns=["at", "user_id", "workspace_id", "verdict", "deleted_at",
+                                           "deletion_transaction_id", "seconds_after_deletion"])
+
+    def summary_markdown(self, limit: int | None = 30) -> str:
+        """Each failure's verdict and evidence, as Markdown (the first ``limit`` failures)."""
+        if not self.failures:
+            return "_No failed login in the logs._"
+        parts = []
+        shown = self.failures if limit is None else self.failures[:limit]
+        for j in shown:
+            parts.append(f"**`{j.verdict}`**: {md_escape(j.user_id or 'unidentified user')}, workspace "
+                         f"`{j.workspace_id}`, {fmt_time(j.at)}\n\n" + "\n".join(f"- {md_escape(s)}" for s in j.evidence))
+        if len(shown) < len(self.failures):
+            parts.append(f"_... and {len(self.failures) - len(shown)} more failures (see the table above, or "
+                         "`incidentkit affected --json`)._")
+        return "\n\n".join(parts)
+
+    def plot_delays(self, ax=None):
+        """Where each failure falls relative to its workspace's deletion (symmetric-log seconds), by verdict."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(9, 3.2))
+        rows = [(j.verdict, j.seconds_after_deletion) for j in self.failures if j.deleted_at is not None]
+        ax.axvspan(-self.window, self.window, color="#f2c14e", alpha=0.25,
+                   label=f"±{self.window:g} s window (concurrent deletion)")
+        ax.axvline(0, color="#444444", lw=0.8)
+        verdicts = [v for v in registry.NAMES if any(r[0] == v for r in rows)] or ["concurrent_deletion"]
+        for i, v in enumerate(verdicts):
+            xs = [s for verdict, s in rows if verdict == v]
+            if xs:
+                ys = [i + ((k * 0.618) % 1 - 0.5) * 0.35 for k in range(len(xs))] if len(xs) > 1 else [i]
+                ax.scatter(xs, ys, color=registry.get(v).color, s=36, zorder=3, alpha=0.85, label=f"{v} ({len(xs)})")
+        ax.set_yticks(range(len(verdicts)), verdicts)
+        ax.set_ylim(-0.8, len(verdicts) - 0.2)
+        ax.set_xscale("symlog", linthresh=0.1, linscale=0.6)
+        reach = max([abs(x) for _, x in rows] + [self.window * 3])
+        ax.set_xlim(-reach * 1.4, reach * 1.4)
+        ticks = [0.0] + [s * k for k in (1, 60, 3600, 86400, 7 * 86400, 30 * 86400) for s in (-1, 1)
+                         if k <= reach * 1.4] + [-self.window, self.window]
+        ticks = sorted(set(ticks))
+        ax.set_xticks(sorted(ticks), [_tick(x) for x in sorted(ticks)])
+        ax.set_xlabel("seconds from the workspace's deletion to the failure (symmetric log; < 0: failure first)")
+        ax.set_title(f"Failures by time since their workspace's deletion ({len(rows)} of {len(self.failures)} "
+                     "with a known deletion)")
+        if not rows:
+            ax.text(0.5, 0.5, "no failure has a recorded deletion", transform=ax.transAxes, ha="center",
+                    va="center", color="#666666")
+        ax.legend(loc="upper left", fontsize=8, frameon=False, bbox_to_anchor=(1.01, 1.0))
+        ax.figure.tight_layout()
+        return ax
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def md_escape(text: str) -> str:
+    """Markdown-safe text: backslashes, asterisks and underscores shown literally."""
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
+
+
+def _tick(seconds: float) -> str:
+    if seconds == 0:
+        return "0"
+    sign = "−" if seconds < 0 else "+"
+    s = abs(seconds)
+    for size, unit in ((30 * 86400, "30 d"), (7 * 86400, "7 d"), (86400, "1 d"), (3600, "1 h"), (60, "1 min")):
+        if s >= size:
+            return sign + unit
+    return f"{sign}{s:g} s"
