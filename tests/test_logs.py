@@ -223,7 +223,7 @@ def test_jsonl_user_field_beats_text_and_batch_arrays(tmp_path):
 
 # -- gzip, globs, directories -------------------------------------------------------------------
 def without_source(failures: list[LogFailure]) -> list[dict]:
-    return [{k: v for k, v in f.to_dict().items() if k != "source"} for f in failures]
+    return [{k: v for k, v in f.to_dict().items() if k not in ("source", "sources")} for f in failures]
 
 
 def test_gzip_is_detected_by_magic_bytes_not_suffix():
@@ -400,7 +400,8 @@ def test_to_dict_is_json_ready_with_utc_z_times():
     first = data["failures"][0]
     assert first == {"at": "2025-10-08T14:03:22.481Z", "user_id": A[0], "workspace_id": A[1],
                      "constraint": DEFAULT_CONSTRAINT, "source": str(SAMPLES / "app" / "next-server.log"),
-                     "line": 10, "format": "text"}
+                     "line": 10, "format": "text", "kind": "insert",
+                     "sources": [{"file": str(SAMPLES / "app" / "next-server.log"), "line": 10}]}
     assert all(f["at"].endswith("Z") for f in data["failures"])
     assert all(datetime.fromisoformat(f["at"].replace("Z", "+00:00")).tzinfo for f in data["failures"])
     assert data["files"] == scan.files and len(data["failures"]) == len(scan.failures)

@@ -128,7 +128,8 @@ def _port_answers(port: int) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True when a process ``pid`` exists (ours or not)."""
     if pid <= 0:
         return False
     try:
@@ -314,7 +315,7 @@ class EmbeddedServer:
             pid, port = int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
             return None
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return None
         ours = _is_our_postmaster(pid, self.data_dir)
         if ours is False:
@@ -354,7 +355,7 @@ class EmbeddedServer:
                 identity = lease.read_text()
             except (OSError, ValueError):
                 continue
-            if _pid_alive(pid) and (not identity or identity == _process_identity(pid)):
+            if pid_alive(pid) and (not identity or identity == _process_identity(pid)):
                 if include_self or pid != os.getpid():
                     out.append(pid)
             else:

@@ -117,6 +117,38 @@ def guarding_foreign_keys(reader, m: SchemaMap) -> list[dict[str, Any]]:
     return rows
 
 
+def primary_workspace_foreign_keys(reader, m: SchemaMap) -> list[dict[str, Any]]:
+    """The foreign keys from the mapped users' primary-workspace column to the mapped workspaces' id.
+
+    From ``pg_constraint``: one row per such constraint (normally one), validated ones first,
+    with its ``name``, whether it is ``validated``, and the physical table and column names a
+    violation's message and ``Detail`` carry. The tables are passed as their quoted names
+    (:attr:`~incidentkit.db.schema.Table.sql`), the columns as bound values; an absent table
+    gives no row, never an error.
+    """
+    u, w = m.users, m.workspaces
+    rows = reader.all(
+        """
+        select c.conname::text as name, c.convalidated as validated
+        from pg_constraint c
+        join pg_attribute a on a.attrelid = c.conrelid and a.attname = %(column)s and not a.attisdropped
+        join pg_attribute r on r.attrelid = c.confrelid and r.attname = %(ref_column)s and not r.attisdropped
+        where c.contype = 'f'
+          and c.conrelid = to_regclass(%(users)s)
+          and c.confrelid = to_regclass(%(workspaces)s)
+          and c.conkey = array[a.attnum]
+          and c.confkey = array[r.attnum]
+        order by c.convalidated desc, c.conname
+        """,
+        {"users": u.sql, "workspaces": w.sql,
+         "column": u.columns["primary_workspace_id"], "ref_column": w.columns["id"]},
+    )
+    for r in rows:
+        r.update(table=u.name, column=u.columns["primary_workspace_id"], referenced_table=w.name,
+                 referenced_column=w.columns["id"])
+    return rows
+
+
 def server_facts(reader) -> dict[str, Any]:
     """Server version, whether this transaction is read-only, and its WAL position (report header, run.json)."""
     return reader.one(

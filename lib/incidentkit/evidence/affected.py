@@ -5,6 +5,14 @@ every failure's user and workspace in one snapshot (:mod:`incidentkit.evidence.h
 judges each failure (:mod:`incidentkit.evidence.rules`). :class:`Affected` shows the result:
 counts per verdict, text for the terminal, DataFrames and a plot for the notebooks, Markdown for
 reports, and the JSON of ``incidentkit affected --json``.
+
+The foreign key looked for comes from the database's catalog (:func:`scan_for`): the one from
+the mapped users' primary-workspace column to the mapped workspaces' id. The same failure seen in
+several logs is one failure listing every place it was seen
+(:func:`~incidentkit.evidence.logs.merge_failures`), so every count counts distinct failures.
+The delete side of the key (a workspace deleted while a user still references it) is listed
+apart, in :attr:`Affected.delete_failures` (``"delete_failures"`` in the JSON): it is not a failed
+login, so no login verdict is given to it and no verdict count includes it.
 """
 
 from __future__ import annotations
@@ -18,9 +26,9 @@ from .. import config
 from ..exceptions import ConfigError
 from ..text import fmt_time, iso_utc
 from . import registry
-from .history import judge_failures
+from .history import foreign_key, judge_failures
 from .inputs import check_window
-from .logs import LogScan, scan_logs
+from .logs import DEFAULT_CONSTRAINT, ForeignKey, LogFailure, LogScan, merge_failures, scan_logs
 from .model import Judged
 
 
@@ -36,25 +44,41 @@ def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
         logs = default_logs(db)
     if logs is None:
         raise ConfigError("no logs given: pass the application or PostgreSQL log files (--logs PATH)")
-    scan = load_failures(logs, user_pattern)
+    scan = scan_for(db, logs, user_pattern)
+    failures = merge_failures(scan.failures)
+    logins = [f for f in failures if f.kind == "insert"]
     m = db.schema
     with db.read() as r:
         m.check(r)
-        h, judged = judge_failures(r, m, scan.failures, w)
+        h, judged = judge_failures(r, m, logins, w)
         snapshot_at = r.snapshot_at
     judged.sort(key=lambda j: (j.at, j.source, j.line))
     return Affected(judged, scan.skipped_lines, list(scan.files), w, db.describe(), m.deletion_source, snapshot_at,
-                    [r.to_dict() for r in scan.file_reads])
+                    [r.to_dict() for r in scan.file_reads], scan.constraint.name,
+                    [f for f in failures if f.kind != "insert"])
 
 
 # -- which failures ---------------------------------------------------------------------------
-def load_failures(logs, user_pattern: str | None = None) -> LogScan:
-    """``logs`` as a :class:`LogScan`: one already made, or the paths to scan."""
+def load_failures(logs, user_pattern: str | None = None,
+                  constraint: str | ForeignKey = DEFAULT_CONSTRAINT) -> LogScan:
+    """``logs`` as a :class:`LogScan`: one already made, or the paths to scan for ``constraint``."""
     if isinstance(logs, LogScan):
         return logs
     if user_pattern:
-        return scan_logs(logs, user_pattern=user_pattern)
-    return scan_logs(logs)
+        return scan_logs(logs, user_pattern=user_pattern, constraint=constraint)
+    return scan_logs(logs, constraint=constraint)
+
+
+def scan_for(db, logs, user_pattern: str | None = None) -> LogScan:
+    """``logs`` scanned for ``db``'s own foreign key (:func:`~incidentkit.evidence.history.foreign_key`,
+    read from the catalog in a short snapshot of its own); a :class:`LogScan` given is kept as it is."""
+    if isinstance(logs, LogScan):
+        return logs
+    m = db.schema
+    with db.read() as r:
+        m.check(r)
+        fk = foreign_key(r, m)
+    return load_failures(logs, user_pattern, fk)
 
 
 def default_logs(db) -> Path | None:
@@ -78,6 +102,10 @@ class Affected:
     snapshot_at: datetime | None = None
     #: What reading each log file amounted to (path, size, lines read and skipped, sha256).
     file_reads: list[dict[str, Any]] = field(default_factory=list)
+    #: The foreign key's name the logs were scanned for (from the catalog).
+    constraint: str = DEFAULT_CONSTRAINT
+    #: The key's delete-side violations (a workspace deleted while still referenced): listed, not judged.
+    delete_failures: list[LogFailure] = field(default_factory=list)
 
     def by_verdict(self) -> dict[str, int]:
         counts = {v: 0 for v in registry.NAMES}
@@ -95,6 +123,8 @@ class Affected:
             "window": self.window,
             "deletion_source": self.deletion_source,
             "snapshot_at": iso_utc(self.snapshot_at) if self.snapshot_at else None,
+            "constraint": self.constraint,
+            "delete_failures": [f.to_dict() for f in self.delete_failures],
         }
 
     def headline(self) -> dict[str, Any]:
@@ -109,12 +139,21 @@ class Affected:
         width = max(len(v) for v in registry.NAMES)
         lines = [f"{len(self.failures)} failed login{'s' if len(self.failures) != 1 else ''} in "
                  f"{len(self.files)} file{'s' if len(self.files) != 1 else ''} ({self.skipped_lines} lines skipped); "
-                 f"window ±{self.window:g} s; deletions from: {self.deletion_source}", ""]
+                 f"window ±{self.window:g} s; deletions from: {self.deletion_source}; "
+                 f"constraint {self.constraint}", ""]
         lines += [f"{v:<{width}}  {counts[v]:>6}" for v in registry.NAMES]
         for j in self.failures:
             delay = "" if j.seconds_after_deletion is None else f"  ({j.seconds_after_deletion:+.3f} s after deletion)"
             lines += ["", f"{fmt_time(j.at)}  {j.user_id or '-'}  {j.workspace_id or '-'}  {j.verdict}{delay}"]
+            if len(j.places) > 1:
+                lines.append(f"    seen in {len(j.places)} places: " + ", ".join(f"{f}:{n}" for f, n in j.places))
             lines += [f"    - {s}" for s in j.evidence]
+        if self.delete_failures:
+            n = len(self.delete_failures)
+            lines += ["", f"{n} deletion{'s' if n != 1 else ''} refused by the same foreign key "
+                          "(a workspace still referenced by a user; not failed logins, not judged):"]
+            lines += [f"{fmt_time(f.at)}  workspace {f.workspace_id or '-'}  "
+                      + ", ".join(f"{src}:{line}" for src, line in f.places) for f in self.delete_failures]
         return "\n".join(lines)
 
     def frame(self):

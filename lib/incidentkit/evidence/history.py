@@ -23,7 +23,7 @@ from .. import config
 from ..db import queries
 from ..text import as_utc, fmt_time
 from .inputs import check_window, is_workspace_id, normalize_workspace_id
-from .logs import LogFailure
+from .logs import DEFAULT_CONSTRAINT, ForeignKey, LogFailure
 from .model import Deletion, Evidence, Judged, MembershipLife, Stamp
 from .rules import judge, short_list
 
@@ -162,6 +162,19 @@ class History:
             return ins[0].at
         row = self.users.get(user_id)
         return as_utc(row.get("created_at")) if row else None
+
+def foreign_key(reader, m) -> ForeignKey:
+    """The foreign key a log scan looks for: the one from the mapped users' primary-workspace column
+    to the mapped workspaces' id, from ``pg_constraint`` (validated first, then by name), with the
+    mapped table and column names its violations print. When the catalog has none (the key was
+    dropped, or never made), the reference name with the mapped names."""
+    rows = queries.primary_workspace_foreign_keys(reader, m)
+    if rows:
+        r = rows[0]
+        return ForeignKey(r["name"], r["table"], r["column"], r["referenced_table"], r["referenced_column"])
+    return ForeignKey(DEFAULT_CONSTRAINT, m.users.name, m.users.columns["primary_workspace_id"], m.workspaces.name,
+                      m.workspaces.columns["id"])
+
 
 def _logical(table, row_data: Mapping[str, Any] | None) -> dict[str, Any]:
     """``row_data`` (physical keys) -> {logical column: value}."""
@@ -347,7 +360,7 @@ def judge_failure(h: History, failure: LogFailure, window: float) -> Judged:
     verdict, sentences = judge(ev, window)
     d = ev.nearest_deletion()
     return Judged(ev.failure_at, ev.user_id, ev.workspace_id, verdict, sentences, failure.source, failure.line,
-                  d.at if d else None, d.transaction_id if d else None)
+                  d.at if d else None, d.transaction_id if d else None, failure.kind, failure.places)
 
 
 def judge_failures(reader, m, failures: Sequence[LogFailure], window: float, *,

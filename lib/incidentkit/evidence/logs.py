@@ -25,7 +25,14 @@ recognises the format of each file from its first non-empty lines and emits one
     ``log_parameter_max_length_on_error`` is set) or else from the ``STATEMENT``.
 
 A user id is whatever ``user_pattern`` matches (its named group ``user`` or first group when it
-has one). Only the given constraint counts; other violations are ignored. Damaged content never
+has one). Only the given constraint counts; other violations are ignored. The constraint is a
+name, or a :class:`ForeignKey` read from the database's catalog (``evidence.history.foreign_key``),
+whose table and column names a ``Detail: Key (...)`` must carry too. Both sides of the key are
+found: ``kind = "insert"`` (``insert or update on table ...``: a failed login) and ``kind =
+"delete"`` (``update or delete on table "<workspaces>" violates foreign key constraint ... on table
+"<users>"``, ``Key (id)=(...) is still referenced from table ...``). A scan gives one record per
+file that holds the failure; :func:`merge_failures` makes the records of one failure seen in
+several logs one failure listing every place it was seen. Damaged content never
 stops a scan: undecodable, binary, overlong, truncated or unparsable lines are counted in
 ``skipped_lines`` and skipped. Only paths that cannot be read at all raise
 :class:`~incidentkit.exceptions.LogReadError`.
@@ -66,7 +73,7 @@ import threading
 import zlib
 from collections import Counter, deque
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from itertools import chain
 from pathlib import Path
@@ -77,6 +84,12 @@ from ..text import iso_utc
 
 DEFAULT_USER_PATTERN = r"did:privy:[a-z0-9]+"
 DEFAULT_CONSTRAINT = "users_primary_workspace_id_workspaces_id_fk"
+#: Failures of one constraint seen in several logs within this many seconds (same user, or same
+#: key) are one failure seen in several places (:func:`merge_failures`).
+SAME_FAILURE_SECONDS = 2.0
+#: The two sides of a foreign key's violation: a row inserted or updated with a key the referenced
+#: table lacks (the failed login), and a referenced row updated or deleted while still referenced.
+KINDS = ("insert", "delete")
 
 FORMATS = ("text", "jsonl", "pg_stderr", "pg_csv", "pg_json")
 
@@ -111,8 +124,50 @@ Paths = Union[PathArg, Iterable[PathArg]]
 
 # -- results ------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ForeignKey:
+    """The foreign key a scan looks for: its name and, when known (from the catalog), the names
+    its violations print: ``insert or update on table "<table>" ...`` with ``Detail: Key
+    (<column>)=(...) is not present in table "<referenced_table>"``, and on the delete side
+    ``update or delete on table "<referenced_table>" ...`` with ``Key (<referenced_column>)=(...)
+    is still referenced from table "<table>"``. A name alone (``ForeignKey("fk")``) checks no
+    ``Detail``'s names."""
+
+    name: str
+    table: str | None = None
+    column: str | None = None
+    referenced_table: str | None = None
+    referenced_column: str | None = None
+
+    @classmethod
+    def of(cls, constraint: "str | ForeignKey") -> "ForeignKey":
+        if isinstance(constraint, ForeignKey):
+            return constraint
+        if not isinstance(constraint, str) or not constraint:
+            raise ConfigError(f"not a constraint name: {constraint!r}")
+        return cls(constraint)
+
+    def detail_fits(self, kind: str, columns: str, table: str) -> bool:
+        """A ``Key (columns)=(...) ... table "table"`` detail belongs to this key's violation of ``kind``."""
+        column, other = ((self.column, self.referenced_table) if kind == "insert"
+                         else (self.referenced_column, self.table))
+        if column is not None and columns.strip().strip('"') != column:
+            return False
+        return other is None or not table or table == other
+
+
+#: The reference schema's key, with the names its violations print.
+DEFAULT_FOREIGN_KEY = ForeignKey(DEFAULT_CONSTRAINT, "users", "primary_workspace_id", "workspaces", "id")
+
+
+@dataclass(frozen=True)
 class LogFailure:
-    """One failed insert or update of a user, as one log file recorded it."""
+    """One violation of the foreign key, as one log file recorded it (or, merged, as several did).
+
+    ``kind`` is ``"insert"`` (a user inserted or updated with a missing workspace: a failed login)
+    or ``"delete"`` (a workspace deleted while still referenced). ``sources`` lists every
+    (file, line) where the failure was seen once :func:`merge_failures` has merged the records of
+    several logs; it is empty for a record straight from one file (:attr:`places` covers both).
+    """
 
     at: datetime  # timezone-aware, UTC
     user_id: str | None
@@ -121,6 +176,13 @@ class LogFailure:
     source: str  # the file, as given or as found in a directory
     line: int  # 1-based line where the failure record starts (the error line)
     format: str  # one of FORMATS
+    kind: str = "insert"  # one of KINDS
+    sources: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def places(self) -> tuple[tuple[str, int], ...]:
+        """Every (file, line) where this failure was seen, the first (``source``, ``line``) first."""
+        return self.sources or ((self.source, self.line),)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: ``at`` is ISO-8601 UTC ending in ``Z``."""
@@ -132,7 +194,62 @@ class LogFailure:
             "source": self.source,
             "line": self.line,
             "format": self.format,
+            "kind": self.kind,
+            "sources": [{"file": f, "line": n} for f, n in self.places],
         }
+
+
+def merge_failures(failures: Iterable[LogFailure], seconds: float = SAME_FAILURE_SECONDS) -> list[LogFailure]:
+    """One :class:`LogFailure` per distinct failure, each listing every place it was seen.
+
+    Two records are the same failure when they are of the same constraint and kind, from
+    different files, at most ``seconds`` after the merged failure's earliest record, and name
+    the same user (or, when either names none, the same key). Records from one file are never merged with each other (a retry in one
+    log is another failure). The merged failure is its earliest record (``at``, ``source``,
+    ``line``, ``format``), with a user id or key it lacked taken from the others, and
+    ``sources`` in time order. The result is in time order (ties: the order given).
+    """
+    from .inputs import normalize_workspace_id
+
+    ordered = sorted(enumerate(failures), key=lambda p: (p[1].at, p[0]))
+    groups: list[list[LogFailure]] = []
+    open_groups: deque[list[LogFailure]] = deque()  # groups whose first record is within reach
+    for _, f in ordered:
+        while open_groups and (f.at - open_groups[0][0].at).total_seconds() > seconds:
+            open_groups.popleft()
+        home = next((g for g in open_groups if _same_failure(g, f, normalize_workspace_id)), None)
+        if home is None:
+            home = []
+            groups.append(home)
+            open_groups.append(home)
+        home.append(f)
+    out = []
+    for g in groups:
+        first = g[0]
+        if len(g) == 1 and not first.sources:
+            out.append(first)
+            continue
+        user = first.user_id or next((x.user_id for x in g if x.user_id), None)
+        ws = first.workspace_id or next((x.workspace_id for x in g if x.workspace_id), None)
+        places = tuple(dict.fromkeys(p for x in g for p in x.places))
+        out.append(replace(first, user_id=user, workspace_id=ws, sources=places))
+    return out
+
+
+def _same_failure(group: list[LogFailure], f: LogFailure, norm: Callable[[Any], Any]) -> bool:
+    first = group[0]
+    if (first.constraint, first.kind) != (f.constraint, f.kind):
+        return False
+    files = {p[0] for x in group for p in x.places}
+    if any(p[0] in files for p in f.places):
+        return False
+    users = {x.user_id for x in group if x.user_id}
+    keys = {norm(x.workspace_id) for x in group if x.workspace_id}
+    if f.user_id and users:
+        if f.user_id not in users:
+            return False
+        return not (f.workspace_id and keys) or norm(f.workspace_id) in keys
+    return bool(f.workspace_id) and norm(f.workspace_id) in keys
 
 
 @dataclass
@@ -173,13 +290,16 @@ class LogFileRead:
 class LogScan:
     """Everything one scan found: the failures, the lines it had to skip and the files it read.
 
-    ``file_reads`` has one :class:`LogFileRead` per file, in ``files`` order.
+    ``file_reads`` has one :class:`LogFileRead` per file, in ``files`` order. ``failures`` are
+    the records as each file holds them (one failure seen in two logs is two records here: see
+    :func:`merge_failures`); ``constraint`` is the foreign key the scan looked for.
     """
 
     failures: list[LogFailure] = field(default_factory=list)
     skipped_lines: int = 0
     files: list[str] = field(default_factory=list)
     file_reads: list[LogFileRead] = field(default_factory=list)
+    constraint: ForeignKey = DEFAULT_FOREIGN_KEY
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -219,7 +339,7 @@ def iter_failures(
     paths: Paths,
     *,
     user_pattern: str | re.Pattern[str] = DEFAULT_USER_PATTERN,
-    constraint: str = DEFAULT_CONSTRAINT,
+    constraint: str | ForeignKey = DEFAULT_CONSTRAINT,
     stats: ScanStats | None = None,
 ) -> Iterator[LogFailure]:
     """Stream the failures in ``paths``, file by file, in file order.
@@ -228,21 +348,26 @@ def iter_failures(
     opened as the iteration reaches them. ``stats``, when given, is updated as the scan goes:
     ``files`` gets each file opened, ``skipped_lines`` counts the lines skipped and
     ``file_reads`` (when it has one) gets each file's :class:`LogFileRead`.
+
+    ``constraint`` is the foreign key's name, or a :class:`ForeignKey` (from the catalog) whose
+    table and column names a ``Detail`` must also carry. Both sides of its violation are found
+    (``kind`` ``"insert"`` and ``"delete"``); other constraints are ignored.
     """
     rx = compile_user_pattern(user_pattern)
+    fk = ForeignKey.of(constraint)
     files = list(iter_log_files(paths))
     target: ScanStats = stats if stats is not None else LogScan()
-    return _iter_files(files, rx, constraint, target)
+    return _iter_files(files, rx, fk, target)
 
 
 def scan_logs(
     paths: Paths,
     *,
     user_pattern: str | re.Pattern[str] = DEFAULT_USER_PATTERN,
-    constraint: str = DEFAULT_CONSTRAINT,
+    constraint: str | ForeignKey = DEFAULT_CONSTRAINT,
 ) -> LogScan:
     """Read everything and return the failures with the skipped-line count and the files read."""
-    scan = LogScan()
+    scan = LogScan(constraint=ForeignKey.of(constraint))
     scan.failures.extend(iter_failures(paths, user_pattern=user_pattern, constraint=constraint, stats=scan))
     return scan
 
@@ -257,9 +382,9 @@ def compile_user_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
         raise ConfigError(f"invalid user id pattern {pattern!r}: {e}") from None
 
 
-def _iter_files(files: list[Path], rx: re.Pattern[str], constraint: str, stats: ScanStats) -> Iterator[LogFailure]:
+def _iter_files(files: list[Path], rx: re.Pattern[str], fk: ForeignKey, stats: ScanStats) -> Iterator[LogFailure]:
     for path in files:
-        yield from _file_failures(path, _Ctx(str(path), rx, constraint, stats))
+        yield from _file_failures(path, _Ctx(str(path), rx, fk, stats))
 
 
 # -- finding files ------------------------------------------------------------------------
@@ -351,10 +476,11 @@ _Unit = tuple[int, Union[str, int]]  # a line, or (its last line number, count) 
 class _Ctx:
     """What one file's parser needs: where it is, what it looks for, and where to count."""
 
-    def __init__(self, source: str, rx: re.Pattern[str], constraint: str, stats: ScanStats):
+    def __init__(self, source: str, rx: re.Pattern[str], fk: str | ForeignKey, stats: ScanStats):
         self.source = source
         self.rx = rx
-        self.constraint = constraint
+        self.fk = fk = ForeignKey.of(fk)
+        self.constraint = fk.name
         self.stats = stats
         self.format = "text"
         self.read = LogFileRead(source)
@@ -369,9 +495,17 @@ class _Ctx:
     def user_in(self, text: str | None) -> str | None:
         return find_user(self.rx, text)
 
-    def failure(self, at: datetime, user: str | None, workspace: str | None, line: int) -> LogFailure:
+    def workspace_in(self, text: str | None, kind: str = "insert") -> str | None:
+        """The key of a ``Key (...)=(...)`` detail of this foreign key's violation of ``kind``."""
+        m = _KEY_RE.search(text) if text else None
+        if m is None or m.group("how").startswith("not") != (kind == "insert"):
+            return None
+        return m.group("vals") if self.fk.detail_fits(kind, m.group("cols"), m.group("table") or "") else None
+
+    def failure(self, at: datetime, user: str | None, workspace: str | None, line: int,
+                kind: str = "insert") -> LogFailure:
         return LogFailure(at=at.astimezone(timezone.utc), user_id=user, workspace_id=workspace,
-                          constraint=self.constraint, source=self.source, line=line, format=self.format)
+                          constraint=self.constraint, source=self.source, line=line, format=self.format, kind=kind)
 
 
 def _open_fd(path: Path) -> int:
@@ -795,7 +929,14 @@ def _file_failures(path: Path, ctx: _Ctx) -> Iterator[LogFailure]:
 _FK_MARK = "violates foreign key constraint"
 _FK_RE = re.compile(r'violates foreign key constraint \\?"(?P<name>[^"\\]+)\\?"')
 _KEY_MARK = "Key ("
-_KEY_RE = re.compile(r"Key \((?P<cols>[^)]*)\)=\((?P<vals>.*?)\) is not present in table")
+_KEY_RE = re.compile(r"Key \((?P<cols>[^)]*)\)=\((?P<vals>.*?)\) is (?P<how>not present in|still referenced from) "
+                     r'table(?: \\?"(?P<table>[^"\\]*))?')
+_DELETE_SIDE = "update or delete on table"
+
+
+def _kind_of(message_before: str) -> str:
+    """``"delete"`` when the message before the constraint's name is the delete side's, else ``"insert"``."""
+    return "delete" if _DELETE_SIDE in message_before[-400:] else "insert"
 
 _TZ_HOURS = {
     "UTC": 0, "GMT": 0, "UT": 0, "WET": 0, "WEST": 1, "BST": 1, "CET": 1, "CEST": 2, "EET": 2,
@@ -876,9 +1017,8 @@ def _leading_time(text: str) -> datetime | None:
     return _from_match(m) if m else None
 
 
-def _workspace_in(text: str | None) -> str | None:
-    m = _KEY_RE.search(text) if text else None
-    return m.group("vals") if m else None
+def _has_key_detail(text: str | None) -> bool:
+    return bool(text) and _KEY_RE.search(text) is not None
 
 
 def _truncated(text: str, mark: str, rx: re.Pattern[str]) -> bool:
@@ -894,6 +1034,7 @@ class _TextRecord:
     before_user: str | None
     user: str | None = None
     workspace: str | None = None
+    kind: str = "insert"
 
 
 def _text_record_ends(rec: _TextRecord, n: int, text: str, has_ts: bool) -> bool:
@@ -904,8 +1045,8 @@ def _text_record_ends(rec: _TextRecord, n: int, text: str, has_ts: bool) -> bool
 
 def _absorb_text(rec: _TextRecord, text: str, ctx: _Ctx) -> None:
     if rec.workspace is None and _KEY_MARK in text:
-        rec.workspace = _workspace_in(text)
-        if rec.workspace is None:
+        rec.workspace = ctx.workspace_in(text, rec.kind)
+        if rec.workspace is None and not _has_key_detail(text):
             ctx.skip()  # a cut "Key (...)" detail
     if rec.user is None:
         rec.user = ctx.user_in(text)
@@ -915,7 +1056,7 @@ def _finish_text(rec: _TextRecord, ctx: _Ctx) -> Iterator[LogFailure]:
     if rec.at is None:
         ctx.skip()  # no timestamp anywhere before the error: cannot place it in time
         return
-    yield ctx.failure(rec.at, rec.user or rec.before_user, rec.workspace, rec.line)
+    yield ctx.failure(rec.at, rec.user or rec.before_user, rec.workspace, rec.line, rec.kind)
 
 
 class _TextParser:
@@ -954,7 +1095,7 @@ class _TextParser:
             return
         yield from self.flush()
         if ours:
-            self.rec = _TextRecord(line=n, at=self.last_ts, before_user=before)
+            self.rec = _TextRecord(line=n, at=self.last_ts, before_user=before, kind=_kind_of(text[:fk.start()]))
             _absorb_text(self.rec, text, self.ctx)
 
     def _repeats(self, n: int) -> bool:
@@ -990,12 +1131,13 @@ class _PgRecord:
     context_user: str | None = None
     statement_user: str | None = None
     last_field: str | None = None  # the field a tab-indented continuation line continues
+    kind: str = "insert"
 
 
 def _absorb_pg(rec: _PgRecord, sev: str, msg: str, ctx: _Ctx) -> None:
     rec.last_field = sev
     if sev == "DETAIL" and rec.workspace is None:
-        rec.workspace = _workspace_in(msg)
+        rec.workspace = ctx.workspace_in(msg, rec.kind)
     elif sev == "CONTEXT" and rec.context_user is None:
         rec.context_user = ctx.user_in(msg)
     elif sev in ("STATEMENT", "QUERY") and rec.statement_user is None:
@@ -1003,7 +1145,7 @@ def _absorb_pg(rec: _PgRecord, sev: str, msg: str, ctx: _Ctx) -> None:
 
 
 def _finish_pg(rec: _PgRecord, ctx: _Ctx) -> LogFailure:
-    return ctx.failure(rec.at, rec.context_user or rec.statement_user, rec.workspace, rec.line)
+    return ctx.failure(rec.at, rec.context_user or rec.statement_user, rec.workspace, rec.line, rec.kind)
 
 
 def _start_pg(m: re.Match[str], n: int, ctx: _Ctx) -> _PgRecord | None:
@@ -1021,7 +1163,7 @@ def _start_pg(m: re.Match[str], n: int, ctx: _Ctx) -> _PgRecord | None:
     if at is None:
         ctx.skip()
         return None
-    return _PgRecord(key=(m.group("ts"), m.group("prefix")), line=n, at=at)
+    return _PgRecord(key=(m.group("ts"), m.group("prefix")), line=n, at=at, kind=_kind_of(msg[:fk.start()]))
 
 
 def _parse_pg_stderr(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogFailure]:
@@ -1139,7 +1281,8 @@ def _parse_pg_csv(units: Iterable[_Unit], ctx: _Ctx) -> Iterator[LogFailure]:
             continue
         user = (ctx.user_in(_column(row, _CSV_CONTEXT)) or ctx.user_in(_column(row, _CSV_QUERY))
                 or ctx.user_in(_column(row, _CSV_INTERNAL_QUERY)))
-        yield ctx.failure(at, user, _workspace_in(_column(row, _CSV_DETAIL)), start)
+        kind = _kind_of(message[:fk.start()])
+        yield ctx.failure(at, user, ctx.workspace_in(_column(row, _CSV_DETAIL), kind), start, kind)
 
 
 # -- PostgreSQL jsonlog -------------------------------------------------------------------
@@ -1171,7 +1314,8 @@ def _parse_pg_json(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogF
             continue
         user = _first_user(ctx, obj.get("context"), obj.get("statement"), obj.get("internal_query"))
         detail = obj.get("detail")
-        yield ctx.failure(at, user, _workspace_in(detail if isinstance(detail, str) else None), n)
+        kind = _kind_of(message[:fk.start()])
+        yield ctx.failure(at, user, ctx.workspace_in(detail if isinstance(detail, str) else None, kind), n, kind)
 
 
 def _first_user(ctx: _Ctx, *texts: Any) -> str | None:
@@ -1245,19 +1389,23 @@ def _json_user(obj: dict[str, Any], ctx: _Ctx) -> str | None:
     return None
 
 
-def _json_workspaces(blob: str, ctx: _Ctx) -> list[str | None]:
-    """The workspace ids of our constraint's errors in a record's text (each error's next ``Key``)."""
+def _json_workspaces(blob: str, ctx: _Ctx) -> list[tuple[str | None, str]]:
+    """(workspace id, kind) of our constraint's errors in a record's text (each error's next ``Key``)."""
     matches = list(_FK_RE.finditer(blob))
-    found: list[str | None] = []
+    found: list[tuple[str | None, str]] = []
+    first_kind: str | None = None
     for i, m in enumerate(matches):
         if m.group("name") != ctx.constraint:
             continue
+        kind = _kind_of(blob[matches[i - 1].end() if i else 0:m.start()])
+        first_kind = first_kind or kind
         end = matches[i + 1].start() if i + 1 < len(matches) else len(blob)
-        ws = _workspace_in(blob[m.end():end])
-        if ws and ws not in found:
-            found.append(ws)
+        ws = ctx.workspace_in(blob[m.end():end], kind)
+        if ws and (ws, kind) not in found:
+            found.append((ws, kind))
     if not found and matches:
-        found.append(_workspace_in(blob[: matches[0].start()]))  # detail field before the message
+        kind = first_kind or "insert"  # detail field before the message
+        found.append((ctx.workspace_in(blob[: matches[0].start()], kind), kind))
     return found
 
 
@@ -1274,8 +1422,8 @@ def _json_record_failures(obj: dict[str, Any], n: int, ctx: _Ctx) -> Iterator[Lo
         ctx.skip()
         return
     user = _json_user(obj, ctx) or ctx.user_in(blob)
-    for ws in _json_workspaces(blob, ctx):
-        yield ctx.failure(at, user, ws, n)
+    for ws, kind in _json_workspaces(blob, ctx):
+        yield ctx.failure(at, user, ws, n, kind)
 
 
 def _parse_jsonl(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogFailure]:

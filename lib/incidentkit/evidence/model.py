@@ -114,6 +114,15 @@ class Judged:
     #: The deletion of the workspace closest to the failure, when one is known.
     deleted_at: datetime | None = None
     transaction_id: int | None = None
+    #: Which side of the foreign key failed: "insert" (a login; the only kind judged).
+    kind: str = "insert"
+    #: Every (file, line) where the failure was seen, ``(source, line)`` first; empty: just that one.
+    sources: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def places(self) -> tuple[tuple[str, int], ...]:
+        """Every (file, line) where this failure was seen (at least ``(source, line)``)."""
+        return self.sources or ((self.source, self.line),)
 
     @property
     def seconds_after_deletion(self) -> float | None:
@@ -134,5 +143,7 @@ class Judged:
             "deleted_at": iso_utc(self.deleted_at) if self.deleted_at else None,
             "deletion_transaction_id": self.transaction_id,
             "seconds_after_deletion": self.seconds_after_deletion,
+            "kind": self.kind,
+            "sources": [{"file": f, "line": n} for f, n in self.places],
         }
 

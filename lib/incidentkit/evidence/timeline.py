@@ -11,6 +11,12 @@ reference schema lacks).
 
 Sources of events: ``memberships``, ``workspaces``, ``users`` (the audit log, or the rows'
 timestamp columns when the audit log has nothing) and ``logs``.
+
+The logs are scanned for the database's own foreign key (from the catalog, as by
+:func:`~incidentkit.evidence.affected.affected`), and a failure seen in several logs is one
+failure listing every place it was seen. Failed logins are the key's insert side; a workspace's
+timeline also shows the delete side (``deletion_refused``: the workspace's deletion refused
+because a user still referenced it) as events, never judged.
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ from typing import Any
 from .. import config
 from ..text import as_utc, fmt_duration, fmt_time, iso_utc
 from . import registry
-from .affected import default_logs, load_failures, md_escape
+from .affected import default_logs, md_escape, scan_for
 from .history import History, judge_failures
 from .inputs import check_user_id, check_window, check_workspace_id, normalize_workspace_id
-from .logs import LogScan
+from .logs import LogFailure, LogScan, merge_failures
 from .model import Judged
 
 SOURCES = ("memberships", "workspaces", "users", "logs")
@@ -39,7 +45,7 @@ class Event:
 
     at: datetime
     source: str  # "memberships" | "workspaces" | "users" | "logs"
-    kind: str  # joined, removed, created, deleted, primary_workspace_changed, updated, login_failed
+    kind: str  # joined, removed, created, deleted, primary_workspace_changed, updated, login_failed, deletion_refused
     workspace_id: str | None
     detail: str
 
@@ -61,6 +67,8 @@ class Timeline:
     deletion_source: str = "audit"
     database: str = ""
     snapshot_at: datetime | None = None
+    #: The foreign key's name the logs were scanned for (None when no logs were read).
+    constraint: str | None = None
 
     @property
     def subject(self) -> str:
@@ -78,6 +86,7 @@ class Timeline:
             "deletion_source": self.deletion_source,
             "database": self.database,
             "snapshot_at": iso_utc(self.snapshot_at) if self.snapshot_at else None,
+            "constraint": self.constraint,
         }
 
     def frame(self):
@@ -259,10 +268,12 @@ class WorkspaceTimeline(Timeline):
 
 
 # -- building ---------------------------------------------------------------------------------
-def _scan(logs, user_pattern: str | None = None) -> tuple[LogScan | None, list[str]]:
+def _scan(db, logs, user_pattern: str | None = None) -> tuple[LogScan | None, list[LogFailure], list[str]]:
+    """The scan (for ``db``'s foreign key), its distinct failures (merged across logs), and notes."""
     if logs is None:
-        return None, ["No logs given: failed logins are not shown (pass logs=PATHS, or --logs)."]
-    return load_failures(logs, user_pattern), []
+        return None, [], ["No logs given: failed logins are not shown (pass logs=PATHS, or --logs)."]
+    scan = scan_for(db, logs, user_pattern)
+    return scan, merge_failures(scan.failures), []
 
 
 def _membership_events(h: History, lives) -> list[Event]:
@@ -336,11 +347,24 @@ def _user_events(h: History, uid: str) -> list[Event]:
     return out
 
 
+def _where(places) -> str:
+    first = f"{Path(places[0][0]).name} line {places[0][1]}"
+    more = len(places) - 1
+    return first if not more else f"{first}, and {more} other place{'s' if more != 1 else ''}"
+
+
 def _failure_events(judged: list[Judged]) -> list[Event]:
     return [Event(j.at, "logs", "login_failed", j.workspace_id,
                   f"login of {j.user_id or 'an unidentified user'} failed on the primary-workspace foreign key "
-                  f"for workspace {j.workspace_id} ({Path(j.source).name} line {j.line}); verdict {j.verdict}")
+                  f"for workspace {j.workspace_id} ({_where(j.places)}); verdict {j.verdict}")
             for j in judged]
+
+
+def _deletion_refused_events(failures: list[LogFailure]) -> list[Event]:
+    return [Event(f.at, "logs", "deletion_refused", normalize_workspace_id(f.workspace_id),
+                  f"deletion of workspace {f.workspace_id} refused: a user still referenced it "
+                  f"({f.constraint}; {_where(f.places)}); not a failed login, not judged")
+            for f in failures]
 
 
 def _sorted(events: list[Event]) -> list[Event]:
@@ -369,9 +393,10 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
     """
     uid = check_user_id(user_id)
     w = check_window(window)
-    scan, notes = _scan(default_logs(db) if logs is None else logs, user_pattern)
-    mine = [f for f in scan.failures if f.user_id == uid] if scan else []
-    userless = [f for f in scan.failures if f.user_id is None and f.workspace_id] if scan else []
+    scan, failures, notes = _scan(db, default_logs(db) if logs is None else logs, user_pattern)
+    logins = [f for f in failures if f.kind == "insert"]
+    mine = [f for f in logins if f.user_id == uid]
+    userless = [f for f in logins if f.user_id is None and f.workspace_id]
     m = db.schema
     with db.read() as r:
         m.check(r)
@@ -403,7 +428,8 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
         notes.append(f"The logs ({len(scan.files)} file{'s' if len(scan.files) != 1 else ''}) record no "
                      f"failed login of {uid}.")
     notes += _source_notes(m)
-    return Timeline(uid, _sorted(events), judged, exists, notes, w, m.deletion_source, db.describe(), snapshot_at)
+    return Timeline(uid, _sorted(events), judged, exists, notes, w, m.deletion_source, db.describe(), snapshot_at,
+                    scan.constraint.name if scan else None)
 
 
 def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = config.DEFAULT_WINDOW_SECONDS,
@@ -411,8 +437,9 @@ def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = conf
     """Everything recorded about one workspace: created, deleted, memberships, members' rows, failures."""
     wid = check_workspace_id(workspace_id)
     w = check_window(window)
-    scan, notes = _scan(default_logs(db) if logs is None else logs, user_pattern)
-    mine = [f for f in scan.failures if normalize_workspace_id(f.workspace_id) == wid] if scan else []
+    scan, failures, notes = _scan(db, default_logs(db) if logs is None else logs, user_pattern)
+    naming = [f for f in failures if normalize_workspace_id(f.workspace_id) == wid]
+    mine = [f for f in naming if f.kind == "insert"]
     m = db.schema
     with db.read() as r:
         m.check(r)
@@ -420,7 +447,8 @@ def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = conf
         snapshot_at = r.snapshot_at
     judged.sort(key=lambda j: (j.at, j.source, j.line))
     lives = h.memberships_in(wid)
-    events = _membership_events(h, lives) + _workspace_events(h, {wid}) + _failure_events(judged)
+    events = (_membership_events(h, lives) + _workspace_events(h, {wid}) + _failure_events(judged)
+              + _deletion_refused_events([f for f in naming if f.kind == "delete"]))
     for uid in sorted({lf.user_id for lf in lives if lf.user_id}):
         row = h.users.get(uid)
         created = h.user_created_at(uid)
@@ -438,4 +466,4 @@ def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = conf
         notes.append(f"The logs record no failed login naming workspace {wid}.")
     notes += _source_notes(m)
     return WorkspaceTimeline(None, _sorted(events), judged, exists, notes, w, m.deletion_source, db.describe(),
-                             snapshot_at, workspace_id=wid)
+                             snapshot_at, scan.constraint.name if scan else None, workspace_id=wid)

@@ -271,26 +271,18 @@ _STAGING = re.compile(r"^\.staging-\d{4}-\d{2}-\d{2}-(\d+)-[0-9a-f]+$")
 _PRIVATE_PREFIX = "incidentkit-run-"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_leftovers(out_dir: Path) -> list[Path]:
     """Remove what runs killed with ``kill -9`` left: their staging folders in ``out_dir`` and
     their private folders (kernel sockets, handed-on results) in the temporary directory.
     Only folders whose process is gone are touched, so a run going on beside this one is safe."""
+    from ..db.embedded import pid_alive
+
     removed = []
     candidates = [(d, _STAGING.match(d.name)) for d in Path(out_dir).glob(".staging-*")]
     tmp = Path(tempfile.gettempdir())
     candidates += [(d, re.match(rf"^{_PRIVATE_PREFIX}(\d+)-", d.name)) for d in tmp.glob(f"{_PRIVATE_PREFIX}*")]
     for folder, m in candidates:
-        if m and folder.is_dir() and not folder.is_symlink() and not _pid_alive(int(m.group(1))):
+        if m and folder.is_dir() and not folder.is_symlink() and not pid_alive(int(m.group(1))):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder)
     return removed
@@ -327,28 +319,52 @@ class _Run:
         with _kernel_env(self.env):
             return kept(name)
 
-    def execute(self, run: NotebookRun, total: int | None = None) -> None:
+    def execute(self, *runs: NotebookRun, total: int | None = None) -> None:
+        """Execute ``runs`` (notebooks that do not depend on each other) at the same time, one
+        kernel each, as many at once as there are cores; then convert them, in order. When one
+        fails, the others are let finish and the run fails with the first failure in order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self.redactor is not None:
+            runs = tuple(NotebookRun(r.notebook, r.name, r.parameters, self.redactor.text(r.title)) for r in runs)
+        for r in runs:
+            self.executed.append(r)
+            self.say(f"[{len(self.executed)}{'/' + str(total) if total else ''}] {r.name}")
+        workers = max(1, min(len(runs), os.cpu_count() or 1))
+        with _kernel_env(self.env):
+            if workers == 1:
+                failures = [self._papermill(r) for r in runs]
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook") as pool:
+                    failures = list(pool.map(self._papermill, runs))
+        first = next((f for f in failures if f), None)
+        if first:
+            raise _fail(self.staging, self.out_dir, first)
         import nbformat
+
+        for r in runs:
+            target = self.staging / f"{r.name}.ipynb"
+            nb = nbformat.read(str(target), as_version=4)
+            self.files.append(target)
+            self.files.extend(self.converter.write(nb, self.staging, r.name, r.title))
+
+    def _papermill(self, run: NotebookRun) -> str | None:
+        """Execute one notebook into the staging folder; its failure as one line, or None."""
         import papermill
         from papermill.exceptions import PapermillExecutionError
 
-        if self.redactor is not None:
-            run = NotebookRun(run.notebook, run.name, run.parameters, self.redactor.text(run.title))
-        self.executed.append(run)
-        self.say(f"[{len(self.executed)}{'/' + str(total) if total else ''}] {run.name}")
         target = self.staging / f"{run.name}.ipynb"
         allowed = declared_parameters(run.notebook)
         params = {k: v for k, v in run.parameters.items() if k in allowed}
         t0 = time.monotonic()
         failure = None
         try:
-            with _kernel_env(self.env):
-                # The kernel works in the user's directory: relative paths mean what they meant
-                # on the command line, and ./pyproject.toml is the user's.
-                papermill.execute_notebook(str(run.notebook), str(target), parameters=params,
-                                           kernel_name="python3", progress_bar=False, log_output=False,
-                                           report_mode=not self.show_code, cwd=os.getcwd(),
-                                           kernel_manager_class=self.kernel_manager)
+            # The kernel works in the user's directory: relative paths mean what they meant on
+            # the command line, and ./pyproject.toml is the user's.
+            papermill.execute_notebook(str(run.notebook), str(target), parameters=params,
+                                       kernel_name="python3", progress_bar=False, log_output=False,
+                                       report_mode=not self.show_code, cwd=os.getcwd(),
+                                       kernel_manager_class=self.kernel_manager)
         except PapermillExecutionError as e:
             failure = f"{run.name} failed at cell {e.exec_count}: {e.ename}: {_first_line(e.evalue)}"
         except Exception as e:  # noqa: BLE001 - the kernel died, could not start, timed out...
@@ -357,11 +373,7 @@ class _Run:
         run.status = "failed" if failure else "ok"
         if self.redactor is not None and target.exists():
             _redact_notebook(target, self.redactor)
-        if failure:
-            raise _fail(self.staging, self.out_dir, failure)
-        nb = nbformat.read(str(target), as_version=4)
-        self.files.append(target)
-        self.files.extend(self.converter.write(nb, self.staging, run.name, run.title))
+        return failure
 
     def publish(self, title: str, manifest: dict[str, Any] | None = None, affected=None, race=None) -> ReportResult:
         from . import manifest as run_manifest
@@ -436,8 +448,7 @@ def render_report(runs: list[NotebookRun], out_dir: str | Path | None = None, da
     out_dir = _writable_out(Path(out_dir) if out_dir else config.reports_dir())
     run = _Run(out_dir, date, show_code, redactor, progress or progress_printer())
     try:
-        for r in runs:
-            run.execute(r, len(runs))
+        run.execute(*runs, total=len(runs))
         return run.publish(title)
     finally:
         run.close()
@@ -507,21 +518,23 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
     redactor = Redactor.new(workspaces=redact_workspaces) if (redact or redact_workspaces) else None
     run = _Run(out, date, show_code, redactor, progress or progress_printer())
     try:
-        run.execute(diagnosis_run(params))
-        diagnosis = run.kept("diagnosis")
-        found = None
+        # Stage 1: the analyses that need nothing but the database (and the logs), side by side.
+        first = [diagnosis_run(params)]
         if logs or not database_url_env:  # the demo database has its own log
-            run.execute(NotebookRun(notebook_path("02-affected-users.ipynb"), "02-affected-users",
-                                    {**params, "logs": logs, "window_seconds": window},
-                                    "Affected users: every failed login and its verdict"))
-            found = run.kept("affected")
-        for r in timeline_runs(params, logs, window, affected_users(found), max_users):
-            run.execute(r)
-        race = None
+            first.append(NotebookRun(notebook_path("02-affected-users.ipynb"), "02-affected-users",
+                                     {**params, "logs": logs, "window_seconds": window},
+                                     "Affected users: every failed login and its verdict"))
         if race_lab:
-            run.execute(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {},
-                                    "Race lab: the proposed fixes run against the race"))
-            race = run.kept("race_lab")
+            first.append(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {},
+                                     "Race lab: the proposed fixes run against the race"))
+        run.execute(*first)
+        diagnosis, found = run.kept("diagnosis"), run.kept("affected")
+        race = run.kept("race_lab") if race_lab else None
+        # Stage 2: one timeline per affected user, planned from what 02 kept.
+        timelines = timeline_runs(params, logs, window, affected_users(found), max_users)
+        if timelines:
+            run.execute(*timelines)
+        # Stage 3: the incident document, from the results kept above.
         run.execute(NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
                                 {**params, "logs": logs, "window_seconds": window, "race_lab": race_lab},
                                 "Incident document: the postmortem, from this run's data"))
