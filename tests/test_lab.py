@@ -57,6 +57,10 @@ def test_lab_serves_the_notebooks(tmp_path):
     finally:
         proc.terminate()
         try:
-            proc.wait(15)
+            proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+    # SIGTERM to `incidentkit lab` stopped JupyterLab too: nothing answers on its port any more.
+    assert proc.returncode == 0
+    with pytest.raises(OSError):
+        _get(f"{base}/api/status?token={token}")

@@ -52,6 +52,8 @@ def test_postmortem_shows_the_race_lab_its_notebook_ran(demo_report):
     for text in conclusions:
         if not text.lstrip().startswith("|"):  # the prose conclusions, not the matrix table
             assert text in doc, "00-postmortem states the race lab's conclusions exactly as 04 shows them"
+    matrix = [m for m in lab if m.lstrip().startswith("| strategy |")]
+    assert len(matrix) == 1 and any(matrix[0].strip() in m for m in doc), "the same matrix, cell for cell"
     race_04 = read_records(nbformat.read(str(folder / "04-race-lab.ipynb"), as_version=4))["race_lab"]
     assert read_records(nbformat.read(str(folder / "00-postmortem.ipynb"), as_version=4))["postmortem"][
         "recommended"] == race_04["recommended"]
@@ -267,3 +269,14 @@ def test_the_kits_own_links_survive():
 
     text = "see [the record](evidence/app.log-1a2b3c.txt) and [docs](https://example.org/x)"
     assert safe_markdown(text) == text
+
+
+def test_a_run_without_failures_still_has_its_evidence_folder(tmp_path):
+    from types import SimpleNamespace as NS
+
+    from incidentkit.report.kept_evidence import write_evidence
+
+    [none] = write_evidence(tmp_path, None)
+    assert none == tmp_path / "evidence" / "README.txt" and "no logs were read" in none.read_text()
+    [empty] = write_evidence(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path, NS(failures=[]))
+    assert "no record is kept" in empty.read_text()

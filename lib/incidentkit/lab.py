@@ -41,7 +41,31 @@ def open_lab(port: int | None = None, no_browser: bool = False, extra: Sequence[
         ensure_demo()
         print(f"demo database ready; notebooks read it by default (set {database_url_env} and the "
               "database_url_env parameter for another)", file=sys.stderr)
+    return _run_until_stopped(lab_command(port, no_browser, extra))
+
+
+def _run_until_stopped(cmd: list[str], grace: float = 15.0) -> int:
+    """Run JupyterLab in the foreground; SIGINT or SIGTERM to this process stops it (and so its
+    kernels: JupyterLab shuts them down on SIGTERM) before this process returns, so nothing is
+    left on the port. The caller then stops the embedded server it started."""
+    import signal
+
+    proc = subprocess.Popen(cmd)
+
+    def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _stop)
     try:
-        return subprocess.call(lab_command(port, no_browser, extra))
+        return proc.wait()
     except KeyboardInterrupt:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -59,7 +59,12 @@ def _context(path: Path, lines: list[int]) -> dict[int, list[tuple[int, str]]]:
 def write_evidence(folder: Path, affected: Any, redactor=None) -> list[Path]:
     """Copy each failure's record (with context) and each deletion used into ``folder/evidence``."""
     if affected is None or not affected.failures:
-        return []
+        (folder / EVIDENCE_DIR).mkdir(exist_ok=True)
+        path = folder / EVIDENCE_DIR / "README.txt"
+        path.write_text("No failure was found in the logs this run read"
+                        + ("" if affected is not None else " (no logs were read)") + ": no record is kept.\n",
+                        encoding="utf-8")
+        return [path]
     by_source: dict[str, list[Any]] = defaultdict(list)
     for f in affected.failures:
         if getattr(f, "source", None) and getattr(f, "line", None):

@@ -131,9 +131,10 @@ class Postmortem:
     def race_md(self) -> str:
         if not self.race:
             return "The race lab was not run for this report."
-        from ..racelab import conclusions
+        from ..racelab import conclusions, matrix_frame
+        from .notebook import frame_to_markdown
 
-        return "\n\n".join(conclusions(self.race))
+        return "\n\n".join([frame_to_markdown(matrix_frame(self.race)), *conclusions(self.race)])
 
     def fix_md(self) -> str:
         if not self.race:
