@@ -280,3 +280,21 @@ def test_a_run_without_failures_still_has_its_evidence_folder(tmp_path):
     assert none == tmp_path / "evidence" / "README.txt" and "no logs were read" in none.read_text()
     [empty] = write_evidence(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path, NS(failures=[]))
     assert "no record is kept" in empty.read_text()
+
+
+@pytest.mark.slow
+def test_every_failure_links_to_its_record(demo_report):
+    folder, _, _ = demo_report
+    md = (folder / "02-affected-users.md").read_text()
+    links = re.findall(r"\[line (\d+)\]\((evidence/[^)]+)\)", md)
+    assert links, "the affected-users table links each failure to its record"
+    for line, link in links:
+        assert f":{line} -- failure at" in (folder / link).read_text()
+
+
+def test_links_only_to_the_reports_own_files():
+    from incidentkit.report.notebook import Link
+
+    assert Link("line 7", "evidence/a.log-1a2b3c.txt").markdown() == "[line 7](evidence/a.log-1a2b3c.txt)"
+    for href in ("javascript:alert(1)", "/etc/passwd", "../x", "evidence/../../x", "https://x.invalid/"):
+        assert "](" not in Link("x", href).markdown()

@@ -147,7 +147,33 @@ def frame_to_markdown(frame) -> str:
     return "\n".join(out)
 
 
+class Link:
+    """A table cell that links to a file of the report itself (``evidence/…``): shown as a link,
+    its text escaped; any other target is shown as text."""
+
+    def __init__(self, text: str, href: str):
+        self.text, self.href = text, href
+
+    def markdown(self) -> str:
+        if re.fullmatch(r"[A-Za-z0-9._/-]+", self.href) and not self.href.startswith(("/", ".")) and ".." not in self.href:
+            return f"[{md_text(self.text)}]({self.href})"
+        return md_text(self.text)
+
+
+def failures_table(affected):
+    """The affected-users table; in a report run each failure links to its record in ``evidence/``."""
+    from .kept_evidence import evidence_file
+
+    frame = affected.frame()
+    if in_report_run() and len(frame):
+        frame["record"] = [Link(f"line {j.line}", evidence_file(j.source)) if j.source else ""
+                           for j in affected.failures]
+    return table(frame)
+
+
 def _cell(value: Any) -> str:
+    if isinstance(value, Link):
+        return value.markdown()
     if value is None:
         return ""
     if isinstance(value, float) and value != value:  # NaN
