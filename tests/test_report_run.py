@@ -19,7 +19,6 @@ import nbformat
 import pytest
 
 from incidentkit.config import demo_log_path
-from incidentkit.db.demo import INCIDENT_USER
 from incidentkit.report import render
 from incidentkit.report.notebook import read_records
 

@@ -78,6 +78,14 @@ def escape_char(ch: str) -> str:
     return ch
 
 
+def first_line(text: Any) -> str:
+    """The first non-blank line of ``text``, stripped (an error's message without its traceback)."""
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()
+    return str(text).strip()
+
+
 def one_line(text: Any, limit: int = 300) -> str:
     """``text`` as one line of at most ``limit`` characters: whitespace runs become one space,
     control and bidi characters are escaped (``\\x00``, ``\\u202e``), and a longer text keeps

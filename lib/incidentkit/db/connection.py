@@ -24,16 +24,9 @@ from typing import Any, Iterator, Mapping
 from .. import config
 from ..config import Timeouts
 from ..exceptions import ConfigError, ConnectionFailed, QueryFailed, SchemaMismatch
-from ..text import conninfo_parts, describe_parts, one_line, scrub_secrets
+from ..text import conninfo_parts, describe_parts, first_line, one_line, scrub_secrets
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2")
-
-
-def _first_line(text: str) -> str:
-    for line in str(text).splitlines():
-        if line.strip():
-            return line.strip()
-    return str(text).strip()
 
 
 @dataclass
@@ -178,15 +171,15 @@ class Database:
         if isinstance(orig, (pe.AdminShutdown, pe.CrashShutdown)):
             return ConnectionFailed(f"the connection to {where} was terminated by the server")
         if isinstance(orig, (pe.UndefinedTable, pe.UndefinedColumn)):
-            return SchemaMismatch(self.scrub(f"{where}: {_first_line(orig)} (check the schema mapping)"))
+            return SchemaMismatch(self.scrub(f"{where}: {first_line(orig)} (check the schema mapping)"))
         if isinstance(orig, pe.InsufficientPrivilege):
-            return QueryFailed(self.scrub(f"{where}: {_first_line(orig)} (the kit needs SELECT on the mapped tables)"))
+            return QueryFailed(self.scrub(f"{where}: {first_line(orig)} (the kit needs SELECT on the mapped tables)"))
         if isinstance(orig, pe.ReadOnlySqlTransaction):
-            return QueryFailed(self.scrub(f"{where}: refused a write: {_first_line(orig)}"))
+            return QueryFailed(self.scrub(f"{where}: refused a write: {first_line(orig)}"))
         if isinstance(orig, psycopg.OperationalError) or isinstance(exc, sa_exc.OperationalError):
             return ConnectionFailed(self.scrub(f"cannot use {where}: {self._explain_connect(orig)}"))
         if isinstance(orig, psycopg.Error) or isinstance(exc, sa_exc.DBAPIError):
-            return QueryFailed(self.scrub(f"{where}: {_first_line(orig)}"))
+            return QueryFailed(self.scrub(f"{where}: {first_line(orig)}"))
         return None
 
     @staticmethod

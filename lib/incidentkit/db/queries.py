@@ -8,10 +8,11 @@ Statements are written to run on PostgreSQL 13 to 17.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .schema import SchemaMap
+#: The ``m`` every query takes: a :class:`incidentkit.db.schema.SchemaMap`. Named, not imported:
+#: the schema map reads the catalog through this module, never the other way round.
+SchemaMap = Any
 
 
 def existing_columns(reader, tables: list[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:

@@ -372,6 +372,15 @@ def scan_logs(
     return scan
 
 
+def iter_lines(path: str | Path, blank_lines_kept: int = 16) -> Iterator[tuple[int, str]]:
+    """The readable lines of one log file, numbered as in the file, with the scan's own reading:
+    bounded memory (a line over ``MAX_LINE_BYTES``, binary or invalid text is left out), gzip
+    recognised by its magic bytes, pipes with their time limits. Of a run of blank lines only its
+    last ``blank_lines_kept`` come (as ``""``)."""
+    ctx = _Ctx(str(path), compile_user_pattern(DEFAULT_USER_PATTERN), DEFAULT_CONSTRAINT, LogScan())
+    yield from _expanded(_units(Path(path), ctx), blank_lines_kept)
+
+
 def compile_user_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
     """The user-id regex, compiled; :class:`ConfigError` when it is not a valid regex."""
     if isinstance(pattern, re.Pattern):

@@ -8,13 +8,14 @@ used is listed in ``evidence/deletions.txt``. Redacted like the rest under ``--r
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from ..evidence.logs import iter_lines
+from ..exceptions import IncidentKitError
 from ..text import fmt_time
 
 EVIDENCE_DIR = "evidence"
@@ -30,12 +31,6 @@ def evidence_file(source: str) -> str:
     return f"{EVIDENCE_DIR}/{base}-{tag}.txt"
 
 
-def _open_text(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
-
-
 def _context(path: Path, lines: list[int]) -> dict[int, list[tuple[int, str]]]:
     """For each wanted line number, the lines around it: one streaming pass over the file."""
     wanted: dict[int, list[int]] = defaultdict(list)
@@ -44,14 +39,13 @@ def _context(path: Path, lines: list[int]) -> dict[int, list[tuple[int, str]]]:
             wanted[k].append(n)
     last = max(wanted) if wanted else 0
     out: dict[int, list[tuple[int, str]]] = {n: [] for n in lines}
-    try:
-        with _open_text(path) as fh:
-            for i, text in enumerate(fh, 1):
-                if i > last:
-                    break
-                for n in wanted.get(i, ()):
-                    out[n].append((i, text.rstrip("\r\n")[:MAX_LINE_CHARS]))
-    except (OSError, EOFError):
+    try:  # the scan's own bounded reader: gzip by its magic bytes, no line held whole past 1 MiB
+        for i, text in iter_lines(path, blank_lines_kept=2 * CONTEXT_LINES + 1):
+            if i > last:
+                break
+            for n in wanted.get(i, ()):
+                out[n].append((i, text[:MAX_LINE_CHARS]))
+    except (OSError, EOFError, IncidentKitError):
         pass
     return out
 

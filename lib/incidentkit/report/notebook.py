@@ -255,11 +255,12 @@ def keep(name: str, result: Any, headline: Any = None) -> None:
         os.replace(tmp, folder / f"{_share_key(name)}.pickle")
 
 
-def kept(name: str) -> Any:
+def kept(name: str, folder: Path | None = None) -> Any:
     """The result a notebook of this report run kept under ``name``; None when it kept none.
 
-    The folder is private to the run (created 0700 by the report, removed after it)."""
-    folder = _share_dir()
+    ``folder`` is the run's share folder (default: the one the kernel was given); it is private
+    to the run (created 0700 by the report, removed after it)."""
+    folder = folder if folder is not None else _share_dir()
     path = folder / f"{_share_key(name)}.pickle" if folder is not None else None
     if path is None or not path.is_file():
         return None

@@ -32,6 +32,7 @@ from typing import Any, Callable
 from ..config import __version__
 from .. import config
 from ..exceptions import ConfigError, ReportFailed
+from ..text import first_line
 from .page import CSP, CSP_META as _CSP_META, has_csp
 
 TEMPLATES_DIR = config.PACKAGE_DIR / "templates"
@@ -159,13 +160,6 @@ def _fail(staging: Path, out_dir: Path, message: str) -> ReportFailed:
         target = failed_root / f"{stamp}-{n}"
     shutil.move(str(staging), str(target))
     return ReportFailed(f"{message}; the executed notebooks, error marked, are in {target}", failed_dir=target)
-
-
-def _first_line(text: str) -> str:
-    for line in str(text).splitlines():
-        if line.strip():
-            return line.strip()[:300]
-    return ""
 
 
 class Converter:
@@ -316,8 +310,7 @@ class _Run:
     def kept(self, name: str):
         from .notebook import kept
 
-        with _kernel_env(self.env):
-            return kept(name)
+        return kept(name, self.share)
 
     def execute(self, *runs: NotebookRun, total: int | None = None) -> None:
         """Execute ``runs`` (notebooks that do not depend on each other) at the same time, one
@@ -366,9 +359,9 @@ class _Run:
                                        report_mode=not self.show_code, cwd=os.getcwd(),
                                        kernel_manager_class=self.kernel_manager)
         except PapermillExecutionError as e:
-            failure = f"{run.name} failed at cell {e.exec_count}: {e.ename}: {_first_line(e.evalue)}"
+            failure = f"{run.name} failed at cell {e.exec_count}: {e.ename}: {first_line(e.evalue)[:300]}"
         except Exception as e:  # noqa: BLE001 - the kernel died, could not start, timed out...
-            failure = f"{run.name} failed: {type(e).__name__}: {_first_line(e)}"
+            failure = f"{run.name} failed: {type(e).__name__}: {first_line(e)[:300]}"
         run.seconds = time.monotonic() - t0
         run.status = "failed" if failure else "ok"
         if self.redactor is not None and target.exists():
@@ -439,7 +432,8 @@ def latest_race_results(out_dir: str | Path):
 def render_report(runs: list[NotebookRun], out_dir: str | Path | None = None, date: str | None = None,
                   show_code: bool = False, title: str = "Incident report",
                   progress: Callable[[str], None] | None = None, redactor=None) -> ReportResult:
-    """Execute ``runs`` in order with papermill and publish them as one dated report folder.
+    """Execute ``runs`` (side by side: they must not depend on each other) with papermill and
+    publish them as one dated report folder, listed in reading order (by name).
 
     With a ``redactor`` (:class:`incidentkit.evidence.redact.Redactor`) the kernels pseudonymise
     what they draw and show, and every text artifact is pseudonymised again before it is written.
