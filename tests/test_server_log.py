@@ -207,7 +207,7 @@ def test_the_event_carries_where_and_when_it_was_logged():
         "format": "pg_csv", "via": "execute",
         "statement": 'delete from "public"."workspaces" where "workspaces"."id" = $1',
         "status": "statement logged, commit not observed", "failed": False,
-        "sources": [{"file": str(CSV), "line": 20}],
+        "sources": [{"file": str(CSV), "line": 20}], "user": "postgres", "application_name": None,
     }
 
 

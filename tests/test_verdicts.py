@@ -266,7 +266,7 @@ def test_registry_refuses_an_unknown_verdict(monkeypatch):
     with pytest.raises(dataclasses.FrozenInstanceError):
         registry.VERDICTS[0].label = "changed"
     # judge never hands out a name the registry does not know
-    monkeypatch.setattr(rules, "_decide", lambda ev, w: ("made_up", ["x"]))
+    monkeypatch.setattr(rules, "_decide", lambda ev, w: ("made_up", ["x"], None, "none"))
     with pytest.raises(KeyError, match="made_up"):
         judge(ev())
 

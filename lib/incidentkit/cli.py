@@ -151,6 +151,21 @@ def cmd_demo(args) -> int:
 
 
 def cmd_diagnose(args) -> int:
+    if args.constraint is not None or args.error is not None or args.table is not None:
+        from .analysis.constraints import diagnose_constraint
+
+        if args.error == "-":  # a multi-line paste, from stdin
+            args.error = sys.stdin.read()
+        schema, table = None, args.table
+        if table and "." in table:
+            schema, table = table.split(".", 1)
+        d = diagnose_constraint(_database(args), args.constraint, error=args.error, sample_limit=args.sample_limit,
+                                table=table, schema=schema)
+        if args.json:
+            _print_json(d.to_dict())
+        else:
+            print(d.text())
+        return 0
     from .analysis.diagnosis import diagnose
 
     db = _database(args)
@@ -254,12 +269,30 @@ def cmd_remediation(args) -> int:
     return 0
 
 
+def _lab_options(p: argparse.ArgumentParser, investigate: bool) -> None:
+    p.add_argument("--port", type=int, metavar="N")
+    p.add_argument("--no-browser", action="store_true")
+    p.add_argument("--database-url-env", metavar="NAME", default=config.DEFAULT_URL_ENV,
+                   help="a new investigation reads this variable's database when it is set (default: "
+                        "DATABASE_URL), else the demo")
+    if investigate:
+        p.add_argument("--no-lab", action="store_true", help="only create or reopen the folder; print its path")
+
+
 def cmd_lab(args) -> int:
     from .lab import open_lab
 
-    extra = args.jupyter_args[1:] if args.jupyter_args[:1] == ["--"] else args.jupyter_args
-    return open_lab(port=args.port, no_browser=args.no_browser, extra=extra,
-                    database_url_env=args.database_url_env)
+    rest = list(args.jupyter_args)
+    cut = rest.index("--") if "--" in rest else len(rest)
+    rest, extra = rest[:cut], rest[cut + 1:]
+    if rest:  # options after NAME (argparse's REMAINDER took them): parsed here, as if before it
+        again = _Parser(prog=f"incidentkit {args.verb}")
+        _lab_options(again, args.verb == "investigate")
+        for key, value in vars(again.parse_args(rest)).items():
+            if value != again.get_default(key):
+                setattr(args, key, value)
+    return open_lab(getattr(args, "name", None), port=args.port, no_browser=args.no_browser, extra=extra,
+                    database_url_env=args.database_url_env, start=not getattr(args, "no_lab", False))
 
 
 def cmd_server(args) -> int:
@@ -301,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--sample-limit", type=_count, default=config.DEFAULT_SAMPLE_LIMIT, metavar="N",
                    help="offending keys listed at most (default 20)")
+    p.add_argument("--constraint", metavar="NAME", help="any foreign key, by its constraint name")
+    p.add_argument("--error", metavar="TEXT", help="any foreign key, from its violation's error text as pasted "
+                                                   "(message and Detail line; - reads it from stdin)")
+    p.add_argument("--table", metavar="[SCHEMA.]TABLE",
+                   help="the referencing table, when the constraint name is used on several tables")
     p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("check", help="exit 1 when users lack/have invalid primary workspaces or memberships are orphaned")
@@ -354,12 +392,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema-map", metavar="FILE", help="TOML schema mapping for the index statements")
     p.set_defaults(func=cmd_remediation)
 
-    p = sub.add_parser("lab", help="open JupyterLab on the notebooks (the demo database ready when no DATABASE_URL)")
-    p.add_argument("--port", type=int, metavar="N")
-    p.add_argument("--no-browser", action="store_true")
-    p.add_argument("--database-url-env", metavar="NAME", default=config.DEFAULT_URL_ENV)
+    p = sub.add_parser("investigate", help="create or reopen investigations/<date>-NAME/ (copies of the notebooks "
+                                           "and a parameters.toml) and open JupyterLab there")
+    p.add_argument("name", metavar="NAME", help="letters, digits, '.', '_', '-' (reopens the newest <date>-NAME; "
+                                                "a dated folder's full name reopens that one)")
+    _lab_options(p, investigate=True)
     p.add_argument("jupyter_args", nargs=argparse.REMAINDER, metavar="-- JUPYTER_ARGS",
-                   help="passed to jupyter lab after a --")
+                   help="passed to jupyter lab after a --").required = False
+    p.set_defaults(func=cmd_lab)
+
+    p = sub.add_parser("lab", help="open JupyterLab on today's scratch investigation, investigations/<date>-scratch/ "
+                                   "(the demo database when DATABASE_URL is not set)")
+    _lab_options(p, investigate=False)
+    p.add_argument("jupyter_args", nargs=argparse.REMAINDER, metavar="-- JUPYTER_ARGS",
+                   help="passed to jupyter lab after a --").required = False
     p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("server", help="the embedded PostgreSQL server: start, stop, status")

@@ -27,6 +27,11 @@ INCIDENT_DATE = "2025-10-08"
 #: Default caps and windows.
 DEFAULT_SAMPLE_LIMIT = 20
 DEFAULT_WINDOW_SECONDS = 5.0
+#: Point-in-time probes look back this far from a failure (--as-of-since; Neon's default
+#: history retention is shorter or longer depending on the plan).
+DEFAULT_AS_OF_SINCE_SECONDS = 7 * 86400.0
+#: ... and stop bisecting when the bracket is this narrow (--as-of-precision).
+DEFAULT_AS_OF_PRECISION_SECONDS = 0.010
 DEFAULT_MAX_USERS = 20
 
 
@@ -63,3 +68,24 @@ def reports_dir() -> Path:
 def demo_log_path() -> Path:
     """The demo incident's application log (the failing request and the report's error text)."""
     return DATA_DIR / "demo-app.log"
+
+
+#: The demo incident "as production is": the same rows, no audit table (``db.demo``).
+DEMO_PRODUCTION_DATABASE = "incidentkit_demo_prod"
+#: Point-in-time snapshots of the demo (``db.demo_asof``) are databases named with this prefix.
+DEMO_ASOF_PREFIX = "incidentkit_demo_asof_"
+#: How many point-in-time snapshots of the demo are kept (beyond that the oldest are dropped).
+DEMO_ASOF_KEEP = 64
+
+
+def demo_server_log_path() -> Path:
+    """The demo incident's PostgreSQL server log (``log_statement = 'mod'``, stderr format)."""
+    return DATA_DIR / "demo-server.log"
+
+
+def demo_access_log_path() -> Path:
+    """The demo incident's request (access) log, with the workspace's DELETE request."""
+    return DATA_DIR / "demo-access.log"
+
+#: The comment the demo database carries once loaded (a rebuilt demo gets a new one).
+DEMO_MARK = "incidentkit demo incident v1"

@@ -166,7 +166,7 @@ def diagnose(db, sample_limit: int = config.DEFAULT_SAMPLE_LIMIT, check_schema: 
     m = db.schema
     with db.read() as r:
         if check_schema:
-            m.check(r)
+            m = m.check(r)
         snapshot_at = r.snapshot_at
         figures, samples = queries.diagnosis(r, m, sample_limit)
         fks = queries.guarding_foreign_keys(r, m)

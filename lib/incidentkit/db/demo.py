@@ -18,6 +18,15 @@ trigger (so ``row_data``, ``relid``, ``transaction_id`` and the cascade's rows a
 The one thing the trigger cannot do is record a time in the past: **the generator back-dates**
 the trigger's three timestamps of each transaction with an UPDATE right after the trigger
 wrote them (see :func:`_backdate`). ``created_at``/``joined_at`` are set explicitly.
+
+The same incident "as production is" (no audit trail): :func:`ensure_production_demo` gives
+``incidentkit_demo_prod``, the demo's rows without the audit schema, table or triggers; its
+evidence is what such a production has: the PostgreSQL server log (``data/demo-server.log``,
+written by a real server, see ``tools/make_demo_server_log.py``), the application's request log
+(``data/demo-access.log``, read through :data:`DEMO_PRODUCTION_MAP`), and point-in-time
+snapshots of the demo (:mod:`incidentkit.db.demo_asof`, whose as-of command is
+``demo_as_of_command()``). Both kinds of copy are marked with the demo database they were made
+from and dropped when the demo is rebuilt (:func:`ensure_demo`).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ INCIDENT_WORKSPACE = "a7189b92-ba75-4160-8fa0-426bfe8fa33a"
 DELETED_AT = datetime(2025, 10, 8, 9, 41, 27, 118000, tzinfo=timezone.utc)
 FAILED_AT = datetime(2025, 10, 8, 9, 41, 27, 164000, tzinfo=timezone.utc)
 SEED = 20251008
-DEMO_MARK = "incidentkit demo incident v1"
+DEMO_MARK = config.DEMO_MARK
 
 N_USERS = 179
 N_EXTRA_INVITES = 4
@@ -190,17 +199,82 @@ def is_loaded(server, dbname: str = config.DEMO_DATABASE) -> bool:
     return bool(row) and row[0] == DEMO_MARK
 
 
+@contextlib.contextmanager
+def demo_lock(server):
+    """The demo's lock (a file beside the data directory): loading the demo, copying it (the
+    production demo, the point-in-time snapshots) are done by one process at a time."""
+    lock_path = server.data_dir.parent / ".demo.lock"
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_demo_locked(server, dbname: str = config.DEMO_DATABASE) -> bool:
+    """Load the demo if it is not loaded (the caller holds :func:`demo_lock`); True when it was.
+
+    A rebuilt demo makes its copies stale: the production demo and the point-in-time snapshots
+    of the default demo database are dropped with it (they are rebuilt on demand).
+    """
+    if is_loaded(server, dbname):
+        return False
+    load_demo(server, dbname)
+    if dbname == config.DEMO_DATABASE:
+        from .snapshots import drop_demo_snapshots
+
+        server.drop_database(config.DEMO_PRODUCTION_DATABASE)
+        drop_demo_snapshots(server)
+    return True
+
+
 def ensure_demo(server=None, dbname: str = config.DEMO_DATABASE) -> str:
     """Start the embedded server and load the demo if it is not loaded; return its URL."""
     from .embedded import ensure_server
 
     server = server or ensure_server()
-    lock_path = server.data_dir.parent / ".demo.lock"
-    with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            if not is_loaded(server, dbname):
-                load_demo(server, dbname)
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with demo_lock(server):
+        ensure_demo_locked(server, dbname)
     return server.url(dbname)
+
+
+# -- the same incident "as production is" ---------------------------------------------------------
+#: The admin who created, and deleted, the incident's workspace (``user=`` of its DELETE request).
+INCIDENT_ADMIN = "did:privy:cmepupsjwkkftpvfdaww49bkb"
+
+#: The schema map of the production demo (:meth:`SchemaMap.from_dict`): no audit table; the
+#: deletions the application's request log records (``data/demo-access.log``).
+DEMO_PRODUCTION_MAP: dict = {
+    "deletions": {
+        "source": "none",
+        "log_events": [
+            {"table": "workspaces",
+             "pattern": r"DELETE /api/workspaces/(?P<id>[0-9a-f-]{36}) 2[0-9][0-9] in \d+ms user=(?P<user>\S+)"},
+        ],
+    },
+}
+
+
+def _production_mark(conn) -> str:
+    from .snapshots import demo_identity
+
+    return f"{demo_identity(conn, config.DEMO_DATABASE)}; production"
+
+
+def ensure_production_demo(server=None) -> str:
+    """The demo incident "as production is" (``incidentkit_demo_prod``): the demo's rows, no audit
+    schema, table or trigger. Made once from the demo with ``CREATE DATABASE ... TEMPLATE`` and
+    rebuilt when the demo is; returns its URL."""
+    from .snapshots import database_comment, make_copy
+    from .embedded import ensure_server
+
+    server = server or ensure_server()
+    with demo_lock(server):
+        ensure_demo_locked(server)
+        with server.admin() as conn:
+            mark = _production_mark(conn)
+            fresh = database_comment(conn, config.DEMO_PRODUCTION_DATABASE) == mark
+        if not fresh:
+            make_copy(server, config.DEMO_PRODUCTION_DATABASE, None, mark)
+    return server.url(config.DEMO_PRODUCTION_DATABASE)

@@ -442,3 +442,204 @@ def explain_cost(reader, sql: str, params: dict[str, Any]) -> tuple[float, str]:
             scans.append(f"{node['Node Type']}" + (f" using {node['Index Name']}" if node.get("Index Name") else ""))
         stack.extend(node.get("Plans", []))
     return float(root.get("Total Cost", 0.0)), ", ".join(scans)
+
+
+# -- any foreign key ------------------------------------------------------------------------------
+#
+# The reads behind incidentkit.analysis.constraints: a foreign key found by name (and table,
+# schema) in ``pg_constraint``, its definition, the other keys into its referenced table, and
+# its figures. A constraint on a partitioned table has a clone on each partition (``conparentid``
+# pointing at it); only the parent's row (``conparentid = 0``) is an answer, a clone found by
+# name or by its partition's name leads to it. Identifiers in the figures' statement are quoted
+# by ``psycopg.sql.Identifier``; column names that become JSON keys are bound values.
+
+_FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+_FK_MATCH = {"s": "simple", "f": "full", "p": "partial"}
+
+
+def foreign_key_candidates(reader, name: str | None = None, table: str | None = None,
+                           schema: str | None = None) -> list[dict[str, Any]]:
+    """The foreign keys (parents only, ``oid``) named ``name`` and/or on ``table`` in ``schema``.
+
+    ``table`` may name the referencing table, one of its partitions (an insert into a
+    partitioned table is reported on the partition), or, for a key whose referencing table is
+    ``table``'s partition parent, the parent. Each row: ``oid``, ``name``, ``schema``, ``table``.
+    """
+    return reader.all(
+        """
+        with recursive hit as (
+          select c.oid, c.conparentid, n.nspname::text as hit_schema, r.relname::text as hit_table
+          from pg_constraint c
+          join pg_class r on r.oid = c.conrelid
+          join pg_namespace n on n.oid = r.relnamespace
+          where c.contype = 'f'
+            and (%(name)s::text is null or c.conname = %(name)s::text)
+        ), up as (
+          select h.oid, h.conparentid, h.hit_schema, h.hit_table from hit h
+          union all
+          select p.oid, p.conparentid, up.hit_schema, up.hit_table
+          from up join pg_constraint p on p.oid = up.conparentid
+          where up.conparentid <> 0
+        )
+        select distinct c.oid::bigint as oid, c.conname::text as name, n.nspname::text as schema,
+               r.relname::text as "table"
+        from up
+        join pg_constraint c on c.oid = up.oid and c.conparentid = 0
+        join pg_class r on r.oid = c.conrelid
+        join pg_namespace n on n.oid = r.relnamespace
+        where (%(table)s::text is null or %(table)s::text in (up.hit_table, r.relname::text))
+          and (%(schema)s::text is null or %(schema)s::text in (up.hit_schema, n.nspname::text))
+        order by 3, 4, 2
+        """,
+        {"name": name, "table": table, "schema": schema},
+    )
+
+
+def foreign_key_names(reader) -> list[dict[str, Any]]:
+    """Every foreign key of the database (parents only): ``name``, ``schema``, ``table``."""
+    return reader.all(
+        """
+        select c.conname::text as name, n.nspname::text as schema, r.relname::text as "table"
+        from pg_constraint c
+        join pg_class r on r.oid = c.conrelid
+        join pg_namespace n on n.oid = r.relnamespace
+        where c.contype = 'f' and c.conparentid = 0
+        order by 2, 3, 1
+        """
+    )
+
+
+def foreign_key_definitions(reader, oids: list[int]) -> list[dict[str, Any]]:
+    """The definition of each foreign key in ``oids``, from ``pg_constraint`` and ``pg_class``.
+
+    Columns in key order (``conkey``/``confkey`` with ordinality), MATCH type, actions,
+    deferrability, ``validated``, whether either table is partitioned, the referencing table's
+    primary key columns (empty when it has none) and ``pg_get_constraintdef``.
+    """
+    rows = reader.all(
+        """
+        select c.oid::bigint as oid, c.conname::text as name,
+               n.nspname::text as schema, r.relname::text as "table",
+               array(select a.attname::text from unnest(c.conkey) with ordinality k(attnum, i)
+                     join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.attnum order by k.i) as columns,
+               fn.nspname::text as referenced_schema, f.relname::text as referenced_table,
+               array(select a.attname::text from unnest(c.confkey) with ordinality k(attnum, i)
+                     join pg_attribute a on a.attrelid = c.confrelid and a.attnum = k.attnum order by k.i)
+                 as referenced_columns,
+               c.confmatchtype::text as match, c.confdeltype::text as on_delete, c.confupdtype::text as on_update,
+               c.condeferrable as deferrable, c.condeferred as initially_deferred, c.convalidated as validated,
+               r.relkind = 'p' as partitioned, f.relkind = 'p' as referenced_partitioned,
+               c.confrelid::bigint as referenced_oid,
+               array(select a.attname::text
+                     from pg_constraint pk, unnest(pk.conkey) with ordinality k(attnum, i)
+                     join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.attnum
+                     where pk.conrelid = c.conrelid and pk.contype = 'p' order by k.i) as primary_key,
+               pg_get_constraintdef(c.oid) as definition
+        from pg_constraint c
+        join pg_class r on r.oid = c.conrelid
+        join pg_namespace n on n.oid = r.relnamespace
+        join pg_class f on f.oid = c.confrelid
+        join pg_namespace fn on fn.oid = f.relnamespace
+        where c.oid = any(%(oids)s::oid[]) and c.contype = 'f'
+        order by 3, 4, 2
+        """,
+        {"oids": [int(o) for o in oids]},
+    )
+    for r in rows:
+        r["match"] = _FK_MATCH.get(r["match"], r["match"])
+        r["on_delete"] = _FK_ACTIONS.get(r["on_delete"], r["on_delete"])
+        r["on_update"] = _FK_ACTIONS.get(r["on_update"], r["on_update"])
+        for k in ("columns", "referenced_columns", "primary_key"):
+            r[k] = list(r[k])
+    return rows
+
+
+def foreign_keys_into(reader, referenced_oid: int) -> list[int]:
+    """The oids of every foreign key (parents only) into the table ``referenced_oid``."""
+    rows = reader.all(
+        "select c.oid::bigint as oid from pg_constraint c"
+        " where c.contype = 'f' and c.conparentid = 0 and c.confrelid = %(rel)s::oid order by c.conname",
+        {"rel": int(referenced_oid)},
+    )
+    return [r["oid"] for r in rows]
+
+
+def foreign_key_figures(reader, *, schema: str, table: str, columns: list[str], referenced_schema: str,
+                        referenced_table: str, referenced_columns: list[str], row_key: list[str],
+                        limit: int) -> dict[str, Any]:
+    """One foreign key's figures and capped sample of dangling keys, in ONE statement.
+
+    ``referencing_rows``; ``any_null``/``all_null`` (rows with any / every key column NULL);
+    ``dangling_keys`` (rows whose key has no NULL column and no referenced row); ``dangling``:
+    up to ``limit`` of those as ``{"key": {column: value}, "row": {row_key column: value}}``,
+    ordered by key then row. ``row_key`` names the referencing table's primary key columns;
+    empty, the row is named by ``ctid`` (and ``tableoid`` for a partitioned table's partition).
+    Each table is read once for the counts and once for the anti-join.
+    """
+    from psycopg import sql
+
+    if not columns or len(columns) != len(referenced_columns):
+        raise ValueError("a foreign key needs as many referencing as referenced columns")
+    t = sql.Identifier(schema, table)
+    rt = sql.Identifier(referenced_schema, referenced_table)
+    x = [sql.SQL("x.{}").format(sql.Identifier(c)) for c in columns]
+    y = [sql.SQL("y.{}").format(sql.Identifier(c)) for c in referenced_columns]
+    params: dict[str, Any] = {"limit": limit}
+
+    def obj(pairs: list[tuple[str, sql.Composable]], prefix: str) -> sql.Composable:
+        args = []
+        for i, (label, expr) in enumerate(pairs):
+            params[f"{prefix}{i}"] = label
+            args.append(sql.SQL(f"%({prefix}{i})s::text, ") + expr)
+        return sql.SQL("json_build_object({})").format(sql.SQL(", ").join(args))
+
+    key_obj = obj(list(zip(columns, x)), "k")
+    if row_key:
+        row_obj = obj([(c, sql.SQL("x.{}").format(sql.Identifier(c))) for c in row_key], "p")
+        row_order = [sql.SQL("x.{}").format(sql.Identifier(c)) for c in row_key]
+    else:
+        row_obj = obj([("tableoid", sql.SQL("x.tableoid::regclass::text")), ("ctid", sql.SQL("x.ctid::text"))], "p")
+        row_order = [sql.SQL("x.tableoid"), sql.SQL("x.ctid")]
+    any_null = sql.SQL(" or ").join(sql.SQL("{} is null").format(e) for e in x)
+    all_null = sql.SQL(" and ").join(sql.SQL("{} is null").format(e) for e in x)
+    not_null = sql.SQL(" and ").join(sql.SQL("{} is not null").format(e) for e in x)
+    joined = sql.SQL(" and ").join(sql.SQL("{} = {}").format(a, b) for a, b in zip(y, x))
+    stmt = sql.SQL(
+        """
+        with counts as (
+          select count(*) as referencing_rows,
+                 count(*) filter (where {any_null}) as any_null,
+                 count(*) filter (where {all_null}) as all_null
+          from {t} x
+        ), dangling as materialized (
+          select {key_obj} as key, {row_obj} as row, row_number() over (order by {order}) as n
+          from {t} x
+          where {not_null} and not exists (select 1 from {rt} y where {joined})
+        )
+        select c.referencing_rows, c.any_null, c.all_null,
+               (select count(*) from dangling) as dangling_keys,
+               (select coalesce(json_agg(json_build_object('key', d.key, 'row', d.row) order by d.n), '[]')
+                from dangling d where d.n <= %(limit)s) as dangling
+        from counts c
+        """
+    ).format(any_null=any_null, all_null=all_null, t=t, rt=rt, key_obj=key_obj, row_obj=row_obj,
+             order=sql.SQL(", ").join(x + row_order), not_null=not_null, joined=joined)
+    row = reader.one(stmt.as_string(None), params)
+    out = {k: int(row[k]) for k in ("referencing_rows", "any_null", "all_null", "dangling_keys")}
+    out["dangling"] = list(row["dangling"])
+    return out
+
+
+def key_rows(reader, *, schema: str, table: str, columns: list[str], values: list[Any]) -> int:
+    """How many rows of ``schema.table`` have ``columns`` equal to ``values``.
+
+    The values are bound as text of unknown type, so PostgreSQL reads each as its column's type
+    (an index on the columns serves the count).
+    """
+    from psycopg import sql
+
+    params = {f"v{i}": None if v is None else str(v) for i, v in enumerate(values)}
+    where = sql.SQL(" and ").join(sql.SQL("x.{} = ").format(sql.Identifier(c)) + sql.SQL(f"%(v{i})s")
+                                  for i, c in enumerate(columns))
+    stmt = sql.SQL("select count(*) as n from {} x where {}").format(sql.Identifier(schema, table), where)
+    return int(reader.scalar(stmt.as_string(None), params))

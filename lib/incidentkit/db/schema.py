@@ -16,6 +16,15 @@ working directory, overrides any part of it::
     [deletions]
     source = "soft_delete"         # "audit" (default), "soft_delete" or "none"
 
+    [[deletions.log_events]]       # any number: deletions an application log records
+    table = "workspaces"           # or "memberships"
+    pattern = 'DELETE /api/teams/(?P<id>[0-9a-f-]{36}) 2[0-9][0-9]'
+
+When the mapping names no audit table (no ``[deletions] table`` and no ``source = "audit"``)
+and the default one does not exist, the database-side source is ``none`` and the kit goes on
+with the other sources (the logs, point-in-time probes); only an audit table the mapping
+names explicitly and that is missing is an error (:meth:`SchemaMap.check`).
+
 Identifiers are always quoted with :func:`quote_ident`; nothing from the mapping is ever
 pasted into SQL unquoted.
 """
@@ -23,6 +32,7 @@ pasted into SQL unquoted.
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -74,6 +84,64 @@ ENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"workspaces": ("deleted_at",)}
 DELETION_SOURCES = ("audit", "soft_delete", "none")
+#: The tables a ``[[deletions.log_events]]`` rule may name.
+LOG_EVENT_TABLES = ("workspaces", "memberships")
+#: The longest ``pattern`` of a log-event rule (a regular expression).
+MAX_PATTERN_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class LogEventRule:
+    """One ``[[deletions.log_events]]`` rule: an application log's record of a deletion.
+
+    ``pattern`` is a Python regular expression with a named group ``id`` (the deleted row's id),
+    matched against each record's message (and, for JSON lines, the raw line too); an optional
+    named group ``user`` is who did it.
+    """
+
+    table: str  # "workspaces" | "memberships"
+    pattern: re.Pattern[str]
+
+    @property
+    def text(self) -> str:
+        return self.pattern.pattern
+
+    def describe(self) -> dict[str, str]:
+        return {"table": self.table, "pattern": self.text}
+
+
+def log_event_rules(entries: Any) -> tuple[LogEventRule, ...]:
+    """``[[deletions.log_events]]`` checked and compiled: each needs a ``table`` (one of
+    LOG_EVENT_TABLES) and a ``pattern`` that compiles and has a named group ``id``."""
+    if entries is None:
+        return ()
+    if not isinstance(entries, list):
+        raise ConfigError(f"[deletions] log_events must be an array of tables ([[deletions.log_events]]), "
+                          f"not {_toml_type(entries)}")
+    out = []
+    for n, entry in enumerate(entries, 1):
+        where = f"[[deletions.log_events]] #{n}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a table, not {_toml_type(entry)}")
+        bad = set(entry) - {"table", "pattern"}
+        if bad:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(bad))} (allowed: pattern, table)")
+        table, pattern = entry.get("table"), entry.get("pattern")
+        if table not in LOG_EVENT_TABLES:
+            raise ConfigError(f"{where}: table must be one of {', '.join(LOG_EVENT_TABLES)} "
+                              f"(got {one_line(repr(table), 80)})")
+        if not isinstance(pattern, str) or not pattern.strip():
+            raise ConfigError(f"{where}: pattern must be a non-empty string (a regular expression)")
+        if len(pattern) > MAX_PATTERN_CHARS:
+            raise ConfigError(f"{where}: pattern is longer than {MAX_PATTERN_CHARS} characters")
+        try:
+            rx = re.compile(pattern)
+        except (re.error, RecursionError, OverflowError) as e:
+            raise ConfigError(f"{where}: pattern does not compile: {one_line(e, 160)}") from None
+        if "id" not in rx.groupindex:
+            raise ConfigError(f"{where}: pattern has no named group (?P<id>...) for the deleted row's id")
+        out.append(LogEventRule(table, rx))
+    return tuple(out)
 
 
 def _pyproject_section(data: dict) -> Any:
@@ -160,6 +228,11 @@ class SchemaMap:
     audit: Table
     deletion_source: str = "audit"  # "audit" | "soft_delete" | "none"
     origin: str = "reference schema (default)"
+    #: ``[[deletions.log_events]]``: deletions as the application's logs record them.
+    log_events: tuple[LogEventRule, ...] = ()
+    #: The mapping asks for the audit table (``[deletions] table`` or ``source = "audit"``): a
+    #: missing one is an error. Otherwise a missing default audit table means source "none".
+    audit_explicit: bool = False
 
     @classmethod
     def default(cls) -> "SchemaMap":
@@ -178,6 +251,8 @@ class SchemaMap:
                                   f"{_toml_type(data[section])}")
         deletions = dict(data.get("deletions") or {})
         source = deletions.pop("source", None)
+        log_events = log_event_rules(deletions.pop("log_events", None))
+        audit_explicit = source == "audit" or "table" in deletions or "table" in (data.get("audit") or {})
         if source is not None and not isinstance(source, str):
             raise ConfigError(f"[deletions] source must be a string, not {_toml_type(source)}")
         audit_over = {**(data.get("audit") or {}), **deletions}
@@ -210,7 +285,8 @@ class SchemaMap:
                               f"(got {one_line(repr(source), 80)})")
         if source == "soft_delete" and not tables["workspaces"].has("deleted_at"):
             raise ConfigError("[deletions] source = \"soft_delete\" needs [workspaces] deleted_at = \"<column>\"")
-        return cls(tables["users"], tables["workspaces"], tables["memberships"], tables["audit"], source, origin)
+        return cls(tables["users"], tables["workspaces"], tables["memberships"], tables["audit"], source, origin,
+                   log_events, audit_explicit)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "SchemaMap":
@@ -255,6 +331,7 @@ class SchemaMap:
         return {
             "origin": self.origin,
             "deletion_source": self.deletion_source,
+            **({"log_events": [r.describe() for r in self.log_events]} if self.log_events else {}),
             **{t.entity: {"table": t.qualified, **{k: v for k, v in t.columns.items() if v}} for t in self.tables},
         }
 
@@ -278,17 +355,28 @@ class SchemaMap:
                     problems.append(f"column {t.qualified}.{col} ({t.entity}.{logical})")
         return problems
 
-    def check(self, reader) -> None:
-        """Raise :class:`SchemaMismatch` naming everything missing, in one message.
+    def check(self, reader) -> "SchemaMap":
+        """The mapping as this database can serve it; raise :class:`SchemaMismatch` naming
+        everything missing, in one message.
 
-        A mapping that fitted once is not checked again for the same :class:`Database` object:
-        per-user reads (timelines) would otherwise pay a catalog read each.
+        An audit table the mapping does not ask for (the default one) that the database lacks is
+        not an error: the mapping returned has deletion source ``none`` and the other sources
+        (logs, probes) do the work. A mapping that fitted once is not checked again for the same
+        :class:`Database` object: per-user reads (timelines) would otherwise pay a catalog read each.
         """
         db = reader.db
-        if db.schema_checked is self:
-            return
+        cached = db.schema_checked
+        if isinstance(cached, tuple) and cached[0] is self:
+            return cached[1]
         problems = self.missing(reader)
+        effective = self
+        if self.deletion_source == "audit" and not self.audit_explicit:
+            audit_missing = [p for p in problems if p.endswith("(audit)") or "(audit." in p]
+            if audit_missing:
+                problems = [p for p in problems if p not in audit_missing]
+                effective = replace(self, deletion_source="none")
         if problems:
             raise SchemaMismatch(f"{db.describe()} does not match the schema mapping ({self.origin}): "
                                  f"missing {'; '.join(problems)}")
-        db.schema_checked = self
+        db.schema_checked = (self, effective)
+        return effective

@@ -30,14 +30,20 @@ from .history import foreign_key, judge_failures
 from .inputs import check_window
 from .logs import DEFAULT_CONSTRAINT, ForeignKey, LogFailure, LogScan, merge_failures, scan_logs
 from .model import Judged
+from .sources import gather
 
 
 def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
-             user_pattern: str | None = None) -> Affected:
+             user_pattern: str | None = None, as_of: Any = None,
+             as_of_since: float = config.DEFAULT_AS_OF_SINCE_SECONDS,
+             as_of_precision: float = config.DEFAULT_AS_OF_PRECISION_SECONDS) -> Affected:
     """Every failure in ``logs`` (paths, or a :class:`LogScan`) judged against ``db``, in one snapshot.
 
     ``logs`` None means the demo log when ``db`` is the demo database (:func:`default_logs`),
-    and is an error otherwise.
+    and is an error otherwise. Deletions come from the database (audit table, soft-delete
+    column) and from outside it (:func:`incidentkit.evidence.sources.gather`): the server logs
+    among ``logs``, the schema map's application log events, and point-in-time probes when
+    ``as_of`` (an as-of command, ``... {at} ...``) is given.
     """
     w = check_window(window)
     if logs is None:
@@ -48,14 +54,23 @@ def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
     failures = merge_failures(scan.failures)
     logins = [f for f in failures if f.kind == "insert"]
     m = db.schema
+    outside = gather(m, scan, database=db.dbname, as_of=as_of, as_of_since=as_of_since,
+                     as_of_precision=as_of_precision)
     with db.read() as r:
-        m.check(r)
-        h, judged = judge_failures(r, m, logins, w)
+        m = m.check(r)
+        h, judged = judge_failures(r, m, logins, w, outside=outside)
         snapshot_at = r.snapshot_at
     judged.sort(key=lambda j: (j.at, j.source, j.line))
     return Affected(judged, scan.skipped_lines, list(scan.files), w, db.describe(), m.deletion_source, snapshot_at,
                     [r.to_dict() for r in scan.file_reads], scan.constraint.name,
-                    [f for f in failures if f.kind != "insert"])
+                    [f for f in failures if f.kind != "insert"], deletion_sources(m, outside), outside.describe())
+
+
+def deletion_sources(m, outside) -> list[str]:
+    """Every deletion source used: the database's own (``audit``, ``soft_delete``), then the
+    outside ones (``server_log``, ``app_log``, ``as_of``); ``["none"]`` when there is none."""
+    used = ([m.deletion_source] if m.deletion_source != "none" else []) + list(outside.used if outside else [])
+    return used or ["none"]
 
 
 # -- which failures ---------------------------------------------------------------------------
@@ -76,7 +91,7 @@ def scan_for(db, logs, user_pattern: str | None = None) -> LogScan:
         return logs
     m = db.schema
     with db.read() as r:
-        m.check(r)
+        m = m.check(r)
         fk = foreign_key(r, m)
     return load_failures(logs, user_pattern, fk)
 
@@ -106,6 +121,10 @@ class Affected:
     constraint: str = DEFAULT_CONSTRAINT
     #: The key's delete-side violations (a workspace deleted while still referenced): listed, not judged.
     delete_failures: list[LogFailure] = field(default_factory=list)
+    #: Every deletion source used (:func:`deletion_sources`).
+    deletion_sources: list[str] = field(default_factory=list)
+    #: What the outside sources read (events found, probes used).
+    outside: dict[str, Any] = field(default_factory=dict)
 
     def by_verdict(self) -> dict[str, int]:
         counts = {v: 0 for v in registry.NAMES}
@@ -122,6 +141,7 @@ class Affected:
             "files": list(self.files),
             "window": self.window,
             "deletion_source": self.deletion_source,
+            "deletion_sources": list(self.deletion_sources or [self.deletion_source]),
             "snapshot_at": iso_utc(self.snapshot_at) if self.snapshot_at else None,
             "constraint": self.constraint,
             "delete_failures": [f.to_dict() for f in self.delete_failures],
@@ -139,12 +159,14 @@ class Affected:
         width = max(len(v) for v in registry.NAMES)
         lines = [f"{len(self.failures)} failed login{'s' if len(self.failures) != 1 else ''} in "
                  f"{len(self.files)} file{'s' if len(self.files) != 1 else ''} ({self.skipped_lines} lines skipped); "
-                 f"window ±{self.window:g} s; deletions from: {self.deletion_source}; "
+                 f"window ±{self.window:g} s; deletions from: {', '.join(self.deletion_sources or [self.deletion_source])}; "
                  f"constraint {self.constraint}", ""]
         lines += [f"{v:<{width}}  {counts[v]:>6}" for v in registry.NAMES]
         for j in self.failures:
             delay = "" if j.seconds_after_deletion is None else f"  ({j.seconds_after_deletion:+.3f} s after deletion)"
-            lines += ["", f"{fmt_time(j.at)}  {j.user_id or '-'}  {j.workspace_id or '-'}  {j.verdict}{delay}"]
+            lines += ["", f"{fmt_time(j.at)}  {j.user_id or '-'}  {j.workspace_id or '-'}  {j.verdict}{delay}  "
+                          f"[{j.evidence_strength}{', ' + j.deletion.origin if j.deletion else ''}"
+                          f"{f', {j.as_of_probes} probes' if j.as_of_probes else ''}]"]
             if len(j.places) > 1:
                 lines.append(f"    seen in {len(j.places)} places: " + ", ".join(f"{f}:{n}" for f, n in j.places))
             lines += [f"    - {s}" for s in j.evidence]
@@ -160,9 +182,12 @@ class Affected:
         """One row per failure: time, user, workspace, verdict, seconds after the deletion, where logged."""
         import pandas as pd
 
-        cols = ["at", "user_id", "workspace_id", "verdict", "seconds_after_deletion", "source", "line"]
+        cols = ["at", "user_id", "workspace_id", "verdict", "seconds_after_deletion", "deletion_source",
+                "evidence_strength", "source", "line"]
         return pd.DataFrame([{"at": fmt_time(j.at), "user_id": j.user_id, "workspace_id": j.workspace_id,
                               "verdict": j.verdict, "seconds_after_deletion": j.seconds_after_deletion,
+                              "deletion_source": j.deletion.origin if j.deletion else "",
+                              "evidence_strength": j.evidence_strength,
                               "source": Path(j.source).name if j.source else "", "line": j.line}
                              for j in self.failures], columns=cols)
 

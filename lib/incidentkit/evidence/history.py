@@ -25,7 +25,7 @@ from ..text import as_utc, fmt_time
 from .inputs import check_window, is_workspace_id, normalize_workspace_id
 from .logs import DEFAULT_CONSTRAINT, ForeignKey, LogFailure
 from .model import Deletion, Evidence, Judged, MembershipLife, Stamp
-from .rules import judge, short_list
+from .rules import decide, short_list
 
 #: A workspace's cascade removes its memberships in the same statement: their audit rows are
 #: looked for within this many seconds of the workspace's own (then matched on the transaction id).
@@ -59,6 +59,8 @@ class History:
     looked_up_workspaces: set[str] = field(default_factory=set)
     workspace_id_type: str | None = None
     snapshot_at: datetime | None = None
+    #: Deletions and creations found outside the tables (server log, application log, probes).
+    outside: Any = None
 
     _index: dict[tuple[str, str], list[Change]] | None = field(default=None, repr=False)
     _lives: dict[str, MembershipLife] | None = field(default=None, repr=False)
@@ -91,7 +93,9 @@ class History:
         if created is None:
             for c in self.changes_of("workspaces", wid):
                 created = created or as_utc(c.values.get("created_at"))
-        return [Stamp(created, None, "column")] if created else []
+        if created:
+            return [Stamp(created, None, "column")]
+        return self.outside.workspace_creations(wid) if self.outside is not None else []
 
     def workspace_deletions(self, wid: str) -> list[Deletion]:
         out: list[Deletion] = []
@@ -109,6 +113,8 @@ class History:
         row = self.workspaces.get(wid)
         if self.deletion_source == "soft_delete" and row and row.get("deleted_at") is not None:
             out.append(Deletion(as_utc(row["deleted_at"]), None, "soft_delete", None))
+        if self.outside is not None:
+            out += self.outside.workspace_deletions(wid)
         return sorted(out, key=lambda d: d.at)
 
     def workspace_exists(self, wid: str) -> bool:
@@ -321,9 +327,17 @@ def evidence_for(h: History, failure: LogFailure, window: float = config.DEFAULT
             notes.append(f"Other users' memberships still reference workspace {ws}: "
                          f"{short_list([f'{lf.id} ({lf.user_id})' for lf in others])}.")
     base["user_id"] = user
-    return Evidence(**base, workspace_row=row, workspace_exists=h.workspace_exists(ws),
-                    creations=tuple(h.workspace_creations(ws)), deletions=tuple(h.workspace_deletions(ws)),
-                    membership=membership, orphans=orphans, notes=tuple(notes))
+    deletions = h.workspace_deletions(ws)
+    exists = h.workspace_exists(ws)
+    absent_since, probes = None, 0
+    if h.outside is not None and not exists and not deletions:
+        bracketed, absent_since, probes = h.outside.probe(ws, t)
+        if bracketed is not None:
+            deletions.append(bracketed)
+    return Evidence(**base, workspace_row=row, workspace_exists=exists,
+                    creations=tuple(h.workspace_creations(ws)), deletions=tuple(deletions),
+                    membership=membership, orphans=orphans, notes=tuple(notes), absent_since=absent_since,
+                    as_of_probes=probes, outside_sources=tuple(h.outside.used) if h.outside is not None else ())
 
 
 def _resolve_user(h: History, in_ws: list[MembershipLife], t: datetime, w: float) -> tuple[str | None, str | None]:
@@ -355,20 +369,26 @@ def _resolve_user(h: History, in_ws: list[MembershipLife], t: datetime, w: float
 
 
 def judge_failure(h: History, failure: LogFailure, window: float) -> Judged:
-    """One failure's evidence, gathered from ``h``, judged by :func:`~incidentkit.evidence.rules.judge`."""
+    """One failure's evidence, gathered from ``h``, judged by :func:`~incidentkit.evidence.rules.decide`."""
     ev = evidence_for(h, failure, window)
-    verdict, sentences = judge(ev, window)
-    d = ev.nearest_deletion()
-    return Judged(ev.failure_at, ev.user_id, ev.workspace_id, verdict, sentences, failure.source, failure.line,
-                  d.at if d else None, d.transaction_id if d else None, failure.kind, failure.places)
+    decision = decide(ev, window)
+    d = decision.deletion or ev.nearest_deletion()
+    return Judged(ev.failure_at, ev.user_id, ev.workspace_id, decision.verdict, decision.sentences, failure.source,
+                  failure.line, d.at if d else None, d.transaction_id if d else None, failure.kind, failure.places,
+                  d, decision.strength, ev.as_of_probes)
 
 
 def judge_failures(reader, m, failures: Sequence[LogFailure], window: float, *,
                    user_ids: Iterable[str] = (), workspace_ids: Iterable[str] = (),
-                   scan_workspaces: Iterable[str] = (), user_history: bool = False) -> tuple[History, list[Judged]]:
-    """Gather the evidence of ``failures`` (plus the extra ids) in one batch and judge each."""
+                   scan_workspaces: Iterable[str] = (), user_history: bool = False,
+                   outside: Any = None) -> tuple[History, list[Judged]]:
+    """Gather the evidence of ``failures`` (plus the extra ids) in one batch and judge each.
+
+    ``outside`` (:class:`~incidentkit.evidence.sources.Outside`) adds the deletions and
+    creations the logs record, and the point-in-time probes."""
     uids = set(user_ids) | {f.user_id for f in failures if f.user_id}
     wids = set(workspace_ids) | {f.workspace_id for f in failures if f.workspace_id}
     scan = set(scan_workspaces) | {f.workspace_id for f in failures if f.workspace_id and not f.user_id}
     h = collect(reader, m, user_ids=uids, workspace_ids=wids, scan_workspaces=scan, user_history=user_history)
+    h.outside = outside
     return h, [judge_failure(h, f, window) for f in failures]

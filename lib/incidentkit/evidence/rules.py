@@ -9,6 +9,7 @@ transaction ids. The evidence is gathered by :mod:`incidentkit.evidence.history`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +19,23 @@ from ..text import fmt_duration, fmt_time
 from . import registry
 from .inputs import check_window
 from .model import Deletion, Evidence
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What :func:`decide` concludes: the verdict, the sentences behind it, the deletion it rests
+    on (None when it rests on none) and how strong the evidence is (``model.STRENGTHS``)."""
+
+    verdict: str
+    sentences: list[str]
+    deletion: Deletion | None
+    strength: str
+
+
+def decide(evidence: Evidence, window: float = config.DEFAULT_WINDOW_SECONDS) -> Decision:
+    """:func:`judge` with the deletion the verdict rests on and the evidence's strength. Pure."""
+    verdict, sentences, deletion, strength = _decide(evidence, check_window(window))
+    return Decision(registry.get(verdict).name, sentences, deletion, strength)
 
 
 def judge(evidence: Evidence, window: float = config.DEFAULT_WINDOW_SECONDS) -> tuple[str, list[str]]:
@@ -32,13 +50,21 @@ def judge(evidence: Evidence, window: float = config.DEFAULT_WINDOW_SECONDS) -> 
     ``stale_read`` (or ``orphaned_membership`` when the login's membership outlived the workspace
     past the failure); no creation and no deletion recorded -> ``workspace_never_existed``;
     anything else -> ``insufficient_evidence``.
+
+    A bracketed deletion (point-in-time probes: existed at t1, gone at t2) counts as within the
+    window only when the whole bracket is, and as earlier than the window only when all of it
+    is; a bracket across the window's edge decides nothing. Absence at every probe back to a
+    time (no creation, no deletion found) is ``workspace_never_existed`` as far as the probes
+    reach. Without an audit log the logs' deletions decide concurrency and staleness, but not
+    "never existed": a log covers only its own time.
     """
-    verdict, sentences = _decide(evidence, check_window(window))
-    return registry.get(verdict).name, sentences
+    d = decide(evidence, window)
+    return d.verdict, d.sentences
 
 
-def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
-    """The rule's branches, in the order :func:`judge` states; ``w`` is the checked window."""
+def _decide(ev: Evidence, w: float) -> tuple[str, list[str], Deletion | None, str]:
+    """The rule's branches, in the order :func:`judge` states; ``w`` is the checked window.
+    Returns the verdict, its sentences, the deletion it rests on and the evidence's strength."""
     t = ev.failure_at
     user = ev.user_id or "an unidentified user"
     ws = ev.workspace_id
@@ -49,15 +75,14 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
 
     if not ws:
         return "insufficient_evidence", out + [
-            "The log record names no workspace id, so nothing can be checked in the database."]
+            "The log record names no workspace id, so nothing can be checked in the database."], None, "none"
     if not ev.workspace_id_valid:
         return "insufficient_evidence", out + [
-            f"The workspace id {ws!r} in the log is not a valid key of the workspaces table."]
+            f"The workspace id {ws!r} in the log is not a valid key of the workspaces table."], None, "none"
 
     created_before = sorted((c for c in ev.creations if c.at <= t), key=lambda c: c.at)
     created_after = sorted((c for c in ev.creations if c.at > t), key=lambda c: c.at)
-    near = sorted((d for d in ev.deletions if abs((d.at - t).total_seconds()) <= w),
-                  key=lambda d: abs((d.at - t).total_seconds()))
+    near = sorted((d for d in ev.deletions if _within(d, t, w)), key=lambda d: _distance(d, t))
     membership = ev.membership
 
     def creation_sentence() -> list[str]:
@@ -86,7 +111,12 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
         return [s]
 
     def deletion_sentences(d: Deletion) -> list[str]:
-        s = [f"{fmt_time(d.at)}: workspace {ws} was deleted ({d.how()}), {_relative(d.at, t)}."]
+        if d.after is not None:
+            s = [f"Workspace {ws} existed at {fmt_time(d.after)} ({_relative(d.after, t)}) and was gone "
+                 + ("by the failure" if d.bounded_by_failure else f"at {fmt_time(d.at)} ({_relative(d.at, t)})")
+                 + f": deleted in between ({d.how()})."]
+        else:
+            s = [f"{fmt_time(d.at)}: workspace {ws} was deleted ({d.how()}), {_relative(d.at, t)}."]
         if d.cascaded:
             ids = [f"{mid} ({uid})" for mid, uid in d.cascaded]
             s.append(f"The same transaction {d.transaction_id} removed {len(ids)} membership"
@@ -94,6 +124,12 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
         elif d.cascaded is not None and d.origin == "audit":
             s.append(f"Transaction {d.transaction_id} removed no membership with it.")
         return s
+
+    def corroboration(d: Deletion) -> list[str]:
+        """The other sources that saw the same deletion (within the window of it)."""
+        others = [x for x in ev.deletions if x is not d and x.origin != d.origin
+                  and abs((x.at - d.at).total_seconds()) <= w]
+        return [f"Also seen: {x.how()}, {fmt_time(x.at)}." for x in others]
 
     # 1. a membership that references the missing workspace now
     if ev.orphans and not ev.workspace_row:
@@ -105,7 +141,7 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
         if d is not None:
             out += deletion_sentences(d)
         out += creation_sentence() + membership_sentence()
-        return "orphaned_membership", out
+        return "orphaned_membership", out, d, "recorded"
 
     # 2. deleted within the window
     if near:
@@ -113,8 +149,8 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
         out += deletion_sentences(d)
         out.append(f"That is within the {w:g} s window around the failure: the workspace was deleted while "
                    "the login ran (it read the membership, then inserted the user after the deletion).")
-        out += membership_sentence() + creation_sentence()
-        return "concurrent_deletion", out
+        out += corroboration(d) + membership_sentence() + creation_sentence()
+        return "concurrent_deletion", out, d, d.strength
 
     # 3. the workspace exists now
     if ev.workspace_exists:
@@ -123,7 +159,7 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
             out.append(f"{fmt_time(c.at)}: workspace {ws} was created ({c.how()}), {_relative(c.at, t)}: "
                        "it exists now, but did not exist yet when the login ran.")
             out += membership_sentence()
-            return "membership_before_workspace", out
+            return "membership_before_workspace", out, None, "recorded"
         if created_before:
             out += creation_sentence()
             out.append(f"Workspace {ws} exists now and no deletion of it is recorded within {w:g} s of the "
@@ -133,15 +169,16 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
             out.append(f"Workspace {ws} exists now, but when it was created is not recorded, so whether it "
                        "existed at the failure cannot be told.")
         out += membership_sentence()
-        return "insufficient_evidence", out
+        return "insufficient_evidence", out, None, "none"
 
     # 4. missing now
-    if ev.deletion_source == "none":
-        out.append(f"Workspace {ws} has no row now, and there is no deletion source (the schema mapping's "
-                   "[deletions] source is \"none\"): when it was deleted, or whether it ever existed, cannot be "
-                   "told. Map an audit log or a soft-delete column to decide.")
+    if ev.deletion_source == "none" and not ev.outside_sources:
+        out.append(f"Workspace {ws} has no row now, and there is no deletion source (no audit table, no "
+                   "soft-delete column, no server log statements, no application log events, no point-in-time "
+                   "probes): when it was deleted, or whether it ever existed, cannot be told. See \"Using it on "
+                   "production\" in the README for the sources to turn on.")
         out += creation_sentence() + membership_sentence()
-        return "insufficient_evidence", out
+        return "insufficient_evidence", out, None, "none"
 
     if created_after and not created_before:
         c = created_after[0]
@@ -151,9 +188,11 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
         if later:
             out += deletion_sentences(later[0])
         out += membership_sentence()
-        return "membership_before_workspace", out
+        return "membership_before_workspace", out, later[0] if later else None, "recorded"
 
     before = sorted((d for d in ev.deletions if (d.at - t).total_seconds() < -w), key=lambda d: d.at)
+    straddling = [d for d in ev.deletions if not _within(d, t, w) and (d.at - t).total_seconds() >= -w
+                  and (d.earliest - t).total_seconds() <= w]
     if before:
         d = before[-1]
         recreated = [c for c in ev.creations if d.at < c.at <= t]
@@ -163,19 +202,27 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
             out.append(f"{fmt_time(c.at)}: workspace {ws} was created again ({c.how()}), {_relative(c.at, t)}: "
                        "it existed when the login ran, so its history does not explain the violation.")
             out += membership_sentence()
-            return "insufficient_evidence", out
+            return "insufficient_evidence", out, d, "none"
         if membership is not None and membership.removed_at is not None and \
                 (membership.removed_at - t).total_seconds() > w:
             out += membership_sentence()
             out.append(f"The membership outlived workspace {ws} until after the failure: it was an orphan when "
                        "the login read it.")
-            return "orphaned_membership", out
+            return "orphaned_membership", out, d, d.strength
         out += membership_sentence()
         out.append(f"The workspace was gone {fmt_duration((t - d.at).total_seconds())} before the failure, "
                    f"longer than the {w:g} s window: the login read a membership that no longer existed "
                    "(a read replica, a long-running transaction or a cache).")
-        out += creation_sentence()
-        return "stale_read", out
+        out += corroboration(d) + creation_sentence()
+        return "stale_read", out, d, d.strength
+
+    if straddling:
+        d = straddling[0]
+        out += deletion_sentences(d)
+        out.append(f"That interval reaches across the edge of the {w:g} s window around the failure, so whether "
+                   "the deletion was concurrent or earlier cannot be told (probe with a finer --as-of-precision).")
+        out += membership_sentence()
+        return "insufficient_evidence", out, d, "none"
 
     after = sorted((d for d in ev.deletions if (d.at - t).total_seconds() > w), key=lambda d: d.at)
     if after:
@@ -184,7 +231,22 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
         out.append(f"Workspace {ws} existed when the login ran and was deleted only later (beyond the {w:g} s "
                    "window): its history does not explain the violation.")
         out += membership_sentence()
-        return "insufficient_evidence", out
+        return "insufficient_evidence", out, after[0], "none"
+
+    if not ev.creations and ev.absent_since is not None:
+        out.append(f"Workspace {ws} has no row now and was absent at every point-in-time probe back to "
+                   f"{fmt_time(ev.absent_since)} ({ev.as_of_probes} probe{'s' if ev.as_of_probes != 1 else ''}): "
+                   "it never existed in the history the probes reach.")
+        out += membership_sentence()
+        return "workspace_never_existed", out, None, "inferred"
+
+    if not ev.creations and ev.deletion_source == "none":
+        used = ", ".join(ev.outside_sources)
+        out.append(f"Workspace {ws} has no row now and no deletion of it is found in the sources used ({used}). "
+                   "Logs cover only their own time, so this does not show that it never existed; an as-of "
+                   "command (--as-of-command) would probe the database's history.")
+        out += membership_sentence()
+        return "insufficient_evidence", out, None, "none"
 
     if not ev.creations:
         if ev.deletion_source == "soft_delete":
@@ -196,13 +258,23 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str]]:
             out.append(f"Workspace {ws} has no row in workspaces and the audit log holds no row of it: it was "
                        f"never created nor deleted while the audit log recorded{since}.")
         out += membership_sentence()
-        return "workspace_never_existed", out
+        return "workspace_never_existed", out, None, "inferred"
 
     out += creation_sentence()
-    out.append(f"Workspace {ws} has no row now, but no deletion of it is recorded: the deletion source misses "
-               "it (audit trigger disabled, audit rows purged, a hard delete despite soft deletes?).")
+    out.append(f"Workspace {ws} has no row now, but no deletion of it is recorded: the deletion sources miss "
+               "it (audit trigger disabled, audit rows purged, a hard delete despite soft deletes, a log that "
+               "does not cover the time?).")
     out += membership_sentence()
-    return "insufficient_evidence", out
+    return "insufficient_evidence", out, None, "none"
+
+
+def _within(d: Deletion, t: datetime, w: float) -> bool:
+    """The whole of the deletion (its bracket, for probes) lies within ``w`` seconds of ``t``."""
+    return (d.earliest - t).total_seconds() >= -w and (d.at - t).total_seconds() <= w
+
+
+def _distance(d: Deletion, t: datetime) -> float:
+    return min(abs((d.at - t).total_seconds()), abs((d.earliest - t).total_seconds()))
 
 
 # -- sentence helpers --------------------------------------------------------------------

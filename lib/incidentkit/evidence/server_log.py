@@ -126,11 +126,21 @@ class ServerLogEvent:
     via: str  # "statement" | "execute" | "pgaudit"
     statement: str  # the statement text, cut to STATEMENT_CHARS
     failed: bool = False
+    user: str | None = None  # the database user, where the format carries it
+    app: str | None = None  # the application_name, where the format carries it
     seen_in: tuple[tuple[str, int], ...] = ()  # (file, line) of every copy (scan_server_logs)
 
     @property
     def status(self) -> str:
         return STATUS_FAILED if self.failed else STATUS_LOGGED
+
+    @property
+    def who(self) -> str | None:
+        """``user@database (application)``, as far as the log line says."""
+        who = "@".join(x for x in (self.user, self.database) if x) or None
+        if self.app:
+            who = f"{who or 'a session'} ({self.app})"
+        return who
 
     def key(self, column: str) -> tuple[str | None, ...]:
         """The values the statement gives ``column`` (empty when it names none)."""
@@ -153,6 +163,8 @@ class ServerLogEvent:
             "format": self.format,
             "via": self.via,
             "statement": self.statement,
+            "user": self.user,
+            "application_name": self.app,
             "status": self.status,
             "failed": self.failed,
             "sources": [{"file": f, "line": n} for f, n in (self.seen_in or ((self.file, self.line),))],
@@ -711,6 +723,8 @@ class _Record:
     vxid: str | None = None
     detail: str | None = None
     last: str | None = "message"  # the field a stderr continuation line continues
+    user: str | None = None  # the database user (%u, csvlog, jsonlog)
+    app: str | None = None  # the application_name (%a, csvlog, jsonlog)
 
 
 _ERROR_LEVELS = {"ERROR", "FATAL", "PANIC"}
@@ -718,6 +732,7 @@ _SECONDARY = {"DETAIL", "HINT", "CONTEXT", "STATEMENT", "QUERY", "LOCATION"}
 _EXECUTE = re.compile(r"execute (?!fetch from )[^:]*: ")
 _DURATION = re.compile(r"duration: [\d.]+ ms  ")
 _CSV_START = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [^,\s]*,")
+_CSV_USER, _CSV_APP = 1, 22
 _CSV_TIME, _CSV_DB, _CSV_PID, _CSV_SESSION, _CSV_VXID, _CSV_SEVERITY, _CSV_MESSAGE, _CSV_DETAIL = 0, 2, 3, 5, 9, 11, 13, 14
 
 
@@ -830,7 +845,8 @@ def _stderr_records(lines: Iterable[tuple[int, str]], patterns: tuple[re.Pattern
             pid = _int(found.group(1)) if found else None
         rec = _Record(line=n, sev=sev, message=m.group("msg"), ts=groups["ts"],
                       database=groups.get("db") if "db" in groups else None,
-                      session=groups.get("session") or None, pid=pid, vxid=groups.get("vxid") or None)
+                      session=groups.get("session") or None, pid=pid, vxid=groups.get("vxid") or None,
+                      user=_known(groups.get("user")), app=_known(groups.get("app")))
         rec_prefix = prefix
     if rec is not None:
         yield rec
@@ -863,7 +879,9 @@ def _csv_records(lines: Iterable[tuple[int, str]], src: _Lines) -> Iterator[_Rec
                 yield _Record(line=start, sev=row[_CSV_SEVERITY], message=row[_CSV_MESSAGE],
                               ts=row[_CSV_TIME], database=row[_CSV_DB],
                               session=row[_CSV_SESSION] or None, pid=_int(row[_CSV_PID]),
-                              vxid=row[_CSV_VXID] or None, detail=row[_CSV_DETAIL] or None)
+                              vxid=row[_CSV_VXID] or None, detail=row[_CSV_DETAIL] or None,
+                              user=row[_CSV_USER] or None,
+                              app=(row[_CSV_APP] or None) if len(row) > _CSV_APP else None)
             buf = []
         elif size > MAX_CSV_RECORD_CHARS:
             src.skip(len(buf))
@@ -899,7 +917,13 @@ def _json_records(lines: Iterable[tuple[int, str]], src: _Lines) -> Iterator[_Re
         yield _Record(line=n, sev=str(obj.get("error_severity") or ""), message=obj["message"],
                       ts=obj.get("timestamp"), database=_str_or_none(obj.get("dbname")),
                       session=_str_or_none(obj.get("session_id")), pid=_int(obj.get("pid")),
-                      vxid=_str_or_none(obj.get("vxid")), detail=detail if isinstance(detail, str) else None)
+                      vxid=_str_or_none(obj.get("vxid")), detail=detail if isinstance(detail, str) else None,
+                      user=_str_or_none(obj.get("user")), app=_str_or_none(obj.get("application_name")))
+
+
+def _known(value: str | None) -> str | None:
+    """A prefix escape's value; None for empty and the server's ``[unknown]``."""
+    return None if not value or value == "[unknown]" else value
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -1021,7 +1045,7 @@ class _Reader:
                     kind=change.kind, table=table.entity, relation=table.qualified, ids=ids, keys=change.keys,
                     logged_at=at,  # type: ignore[arg-type]  # None is dropped below
                     database=rec.database, session=rec.session, pid=rec.pid, vxid=rec.vxid,
-                    file=file, line=rec.line, format=fmt, via=via, statement=shown))
+                    file=file, line=rec.line, format=fmt, via=via, statement=shown, user=rec.user, app=rec.app))
         if out and at is None:
             self.stats.skipped_lines += 1  # a statement we cannot date is no evidence
             return []

@@ -22,7 +22,7 @@ because a user still referenced it) as events, never judged.
 from __future__ import annotations
 
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,11 +30,12 @@ from typing import Any
 from .. import config
 from ..text import as_utc, fmt_duration, fmt_time, iso_utc
 from . import registry
-from .affected import default_logs, md_escape, scan_for
+from .affected import default_logs, deletion_sources, md_escape, scan_for
 from .history import History, judge_failures
 from .inputs import check_user_id, check_window, check_workspace_id, normalize_workspace_id
 from .logs import LogFailure, LogScan, merge_failures
 from .model import Judged
+from .sources import gather
 
 SOURCES = ("memberships", "workspaces", "users", "logs")
 
@@ -69,6 +70,8 @@ class Timeline:
     snapshot_at: datetime | None = None
     #: The foreign key's name the logs were scanned for (None when no logs were read).
     constraint: str | None = None
+    #: Every deletion source used (``affected.deletion_sources``).
+    deletion_sources: list[str] = field(default_factory=list)
 
     @property
     def subject(self) -> str:
@@ -84,6 +87,7 @@ class Timeline:
             "notes": list(self.notes),
             "window": self.window,
             "deletion_source": self.deletion_source,
+            "deletion_sources": list(self.deletion_sources or [self.deletion_source]),
             "database": self.database,
             "snapshot_at": iso_utc(self.snapshot_at) if self.snapshot_at else None,
             "constraint": self.constraint,
@@ -237,6 +241,8 @@ _STYLE = {  # kind -> (marker, color, size)
     "primary_workspace_changed": ("o", "#4c72b0", 40),
     "updated": ("o", "#8c8c8c", 30),
     "login_failed": ("X", "#c44e52", 110),
+    "present": ("o", "#55a868", 22),  # a point-in-time probe found the workspace
+    "absent": ("x", "#8c8c8c", 22),  # a point-in-time probe did not
 }
 
 
@@ -360,6 +366,30 @@ def _failure_events(judged: list[Judged]) -> list[Event]:
             for j in judged]
 
 
+def _probe_events(h: History, judged: list[Judged]) -> list[Event]:
+    """The point-in-time probes asked for these failures' workspaces: present and absent marks,
+    and the bracketed deletion they found (when the database's own history recorded none)."""
+    out: list[Event] = []
+    outside = h.outside
+    if outside is None or outside.prober is None:
+        return out
+    seen: set[tuple[str, datetime, bool]] = set()
+    for j in judged:
+        d = j.deletion
+        if d is not None and d.origin == "as_of" and j.workspace_id:
+            out.append(Event(d.at, "workspaces", "deleted", j.workspace_id,
+                             f"workspace {j.workspace_id} deleted between {fmt_time(d.after)} and "
+                             + ("the failure" if d.bounded_by_failure else fmt_time(d.at)) + f" ({d.how()})"))
+        for wid, at, present in outside.probes_for(j.workspace_id, j.at):
+            if (wid, at, present) in seen:
+                continue
+            seen.add((wid, at, present))
+            out.append(Event(at, "workspaces", "present" if present else "absent", wid,
+                             f"point-in-time probe: workspace {wid} {'existed' if present else 'did not exist'} "
+                             f"at {fmt_time(at)}"))
+    return out
+
+
 def _deletion_refused_events(failures: list[LogFailure]) -> list[Event]:
     return [Event(f.at, "logs", "deletion_refused", normalize_workspace_id(f.workspace_id),
                   f"deletion of workspace {f.workspace_id} refused: a user still referenced it "
@@ -372,10 +402,14 @@ def _sorted(events: list[Event]) -> list[Event]:
     return sorted(events, key=lambda e: (e.at, order.get(e.source, 9)))
 
 
-def _source_notes(m) -> list[str]:
+def _source_notes(m, outside=None) -> list[str]:
+    used = list(outside.used) if outside is not None else []
+    if m.deletion_source == "none" and not used:
+        return ["No deletion source: no audit table, no soft-delete column, no server log statements, no "
+                "application log events and no point-in-time probes, so no deletion is shown and verdicts that "
+                "need one are insufficient_evidence."]
     if m.deletion_source == "none":
-        return ["No deletion source: the schema mapping's [deletions] source is \"none\", so no deletion is "
-                "shown and verdicts that need one are insufficient_evidence."]
+        return [f"No audit table: deletions come from {', '.join(used)}."]
     if m.deletion_source == "soft_delete":
         return [f"Deletions come from the soft-delete column {m.workspaces.qualified}."
                 f"{m.workspaces.columns.get('deleted_at')}; memberships' joining comes from their joined_at "
@@ -384,12 +418,16 @@ def _source_notes(m) -> list[str]:
 
 
 def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT_WINDOW_SECONDS,
-                  user_pattern: str | None = None) -> Timeline:
+                  user_pattern: str | None = None, as_of: Any = None,
+                  as_of_since: float = config.DEFAULT_AS_OF_SINCE_SECONDS,
+                  as_of_precision: float = config.DEFAULT_AS_OF_PRECISION_SECONDS) -> Timeline:
     """Everything recorded about ``user_id``, in time order, with a verdict for each failed login.
 
     ``logs``: None (the demo's log for the demo database, else no logs), a :class:`LogScan`, or
     paths (files, globs, directories), scanned with ``user_pattern`` when given. An unknown user
-    is not an error: the timeline is empty and its notes say so.
+    is not an error: the timeline is empty and its notes say so. Deletions also come from the
+    logs and, with ``as_of`` (an as-of command), from point-in-time probes, as in
+    :func:`~incidentkit.evidence.affected.affected`; the probes are marked on the timeline.
     """
     uid = check_user_id(user_id)
     w = check_window(window)
@@ -398,13 +436,15 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
     mine = [f for f in logins if f.user_id == uid]
     userless = [f for f in logins if f.user_id is None and f.workspace_id]
     m = db.schema
+    outside = gather(m, scan, database=db.dbname, as_of=as_of, as_of_since=as_of_since,
+                     as_of_precision=as_of_precision)
     with db.read() as r:
-        m.check(r)
-        h, judged = judge_failures(r, m, mine, w, user_ids=[uid], user_history=True)
+        m = m.check(r)
+        h, judged = judge_failures(r, m, mine, w, user_ids=[uid], user_history=True, outside=outside)
         my_ws = {lf.workspace_id for lf in h.memberships_of(uid)}
         candidates = [f for f in userless if normalize_workspace_id(f.workspace_id) in my_ws]
         if candidates:
-            _, more = judge_failures(r, m, candidates, w)
+            _, more = judge_failures(r, m, candidates, w, outside=outside)
             judged += [j for j in more if j.user_id == uid]
         snapshot_at = r.snapshot_at
     judged.sort(key=lambda j: (j.at, j.source, j.line))
@@ -415,7 +455,8 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
     wids |= {normalize_workspace_id(row.get("primary_workspace_id"))} if row else set()
     wids |= {normalize_workspace_id(c.values.get("primary_workspace_id")) for c in h.changes_of("users", uid)}
     wids &= h.looked_up_workspaces | {j.workspace_id for j in judged}
-    events = _membership_events(h, lives) + _workspace_events(h, wids) + _user_events(h, uid) + _failure_events(judged)
+    events = (_membership_events(h, lives) + _workspace_events(h, wids) + _user_events(h, uid)
+              + _failure_events(judged) + _probe_events(h, judged))
     exists = row is not None
     if not exists:
         if not lives and not h.changes_of("users", uid):
@@ -427,13 +468,15 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
     if scan is not None and not judged:
         notes.append(f"The logs ({len(scan.files)} file{'s' if len(scan.files) != 1 else ''}) record no "
                      f"failed login of {uid}.")
-    notes += _source_notes(m)
+    notes += _source_notes(m, outside)
     return Timeline(uid, _sorted(events), judged, exists, notes, w, m.deletion_source, db.describe(), snapshot_at,
-                    scan.constraint.name if scan else None)
+                    scan.constraint.name if scan else None, deletion_sources(m, outside))
 
 
 def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = config.DEFAULT_WINDOW_SECONDS,
-                       user_pattern: str | None = None) -> WorkspaceTimeline:
+                       user_pattern: str | None = None, as_of: Any = None,
+                       as_of_since: float = config.DEFAULT_AS_OF_SINCE_SECONDS,
+                       as_of_precision: float = config.DEFAULT_AS_OF_PRECISION_SECONDS) -> WorkspaceTimeline:
     """Everything recorded about one workspace: created, deleted, memberships, members' rows, failures."""
     wid = check_workspace_id(workspace_id)
     w = check_window(window)
@@ -441,14 +484,16 @@ def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = conf
     naming = [f for f in failures if normalize_workspace_id(f.workspace_id) == wid]
     mine = [f for f in naming if f.kind == "insert"]
     m = db.schema
+    outside = gather(m, scan, database=db.dbname, as_of=as_of, as_of_since=as_of_since,
+                     as_of_precision=as_of_precision)
     with db.read() as r:
-        m.check(r)
-        h, judged = judge_failures(r, m, mine, w, workspace_ids=[wid], scan_workspaces=[wid])
+        m = m.check(r)
+        h, judged = judge_failures(r, m, mine, w, workspace_ids=[wid], scan_workspaces=[wid], outside=outside)
         snapshot_at = r.snapshot_at
     judged.sort(key=lambda j: (j.at, j.source, j.line))
     lives = h.memberships_in(wid)
     events = (_membership_events(h, lives) + _workspace_events(h, {wid}) + _failure_events(judged)
-              + _deletion_refused_events([f for f in naming if f.kind == "delete"]))
+              + _probe_events(h, judged) + _deletion_refused_events([f for f in naming if f.kind == "delete"]))
     for uid in sorted({lf.user_id for lf in lives if lf.user_id}):
         row = h.users.get(uid)
         created = h.user_created_at(uid)
@@ -464,6 +509,7 @@ def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = conf
         notes.insert(0, f"Workspace {wid} does not exist now.")
     if scan is not None and not judged:
         notes.append(f"The logs record no failed login naming workspace {wid}.")
-    notes += _source_notes(m)
+    notes += _source_notes(m, outside)
     return WorkspaceTimeline(None, _sorted(events), judged, exists, notes, w, m.deletion_source, db.describe(),
-                             snapshot_at, scan.constraint.name if scan else None, workspace_id=wid)
+                             snapshot_at, scan.constraint.name if scan else None, deletion_sources(m, outside),
+                             workspace_id=wid)
