@@ -27,7 +27,8 @@ from incidentkit.evidence import registry, rules
 from incidentkit.evidence.affected import Affected, affected
 from incidentkit.evidence.inputs import check_user_id, check_window, check_workspace_id
 from incidentkit.evidence.model import Deletion, Evidence, Judged, MembershipLife, Stamp
-from incidentkit.evidence.rules import judge
+from incidentkit.evidence.rules import decide, judge
+from incidentkit.text import iso_utc
 
 T = datetime(2025, 10, 8, 9, 41, 27, 164000, tzinfo=timezone.utc)
 WS = "a7189b92-ba75-4160-8fa0-426bfe8fa33a"
@@ -514,3 +515,57 @@ def test_affected_needs_logs_outside_the_demo(fresh_db):
         affected(Database(fresh_db))
     with pytest.raises(ConfigError):
         affected(Database(fresh_db), logs=[], window=0)
+
+
+# -- issue 10: deletions from outside the database, brackets, evidence strength ---------------
+def bracket(after_ms: float, at_ms: float, **kw) -> Deletion:
+    """A deletion bracketed by point-in-time probes: present ``after_ms``, gone ``at_ms`` (vs. the failure)."""
+    return Deletion(T + ms(at_ms), None, "as_of", None, after=T + ms(after_ms), probes=6, **kw)
+
+
+def no_audit(**kw) -> Evidence:
+    return ev(deletion_source="none", creations=(), outside_sources=("server_log", "as_of"), **kw)
+
+
+@pytest.mark.parametrize("after_ms, at_ms, verdict, strength", [
+    (-60, -50, "concurrent_deletion", "bracketed"),       # the whole bracket inside the window
+    (-9000, -8990, "stale_read", "bracketed"),            # all of it earlier than the window
+    (-5200, -4900, "insufficient_evidence", "none"),      # across the window's edge: undecided
+])
+def test_a_bracket_decides_only_when_all_of_it_is_on_one_side(after_ms, at_ms, verdict, strength):
+    d = decide(no_audit(deletions=(bracket(after_ms, at_ms),)), window=5)
+    assert (d.verdict, d.strength) == (verdict, strength)
+    if verdict != "insufficient_evidence":
+        assert d.deletion.origin == "as_of" and d.deletion.to_dict()["between"][1] == iso_utc(T + ms(at_ms))
+    else:
+        assert "across the edge" in " ".join(d.sentences)
+
+
+def test_a_logged_statement_is_recorded_and_preferred_to_the_app_event_and_the_probes():
+    logged = Deletion(T - ms(46), None, "server_log", None, where=("pg.log:9",), who="app@db (web-admin)",
+                      status="statement logged, commit not observed")
+    event = Deletion(T - ms(33), None, "app_log", None, where=("access.log:9",), who="did:privy:admin")
+    d = decide(no_audit(deletions=(event, bracket(-50, -40), logged)), window=5)
+    assert (d.verdict, d.strength, d.deletion) == ("concurrent_deletion", "recorded", logged)
+    text = " ".join(d.sentences)
+    assert "by app@db (web-admin)" in text and "commit not observed" in text and "Also seen" in text
+    assert d.deletion.to_dict() == {"at": iso_utc(T - ms(46)), "source": "server_log", "strength": "recorded",
+                                    "where": ["pg.log:9"], "who": "app@db (web-admin)",
+                                    "status": "statement logged, commit not observed"}
+
+
+def test_absence_at_every_probe_is_never_existed_inferred_but_logs_alone_cannot_say_so():
+    d = decide(no_audit(absent_since=T - timedelta(days=7), as_of_probes=15))
+    assert (d.verdict, d.strength) == ("workspace_never_existed", "inferred")
+    assert "15 probes" in " ".join(d.sentences)
+    logs_only = decide(ev(deletion_source="none", creations=(), outside_sources=("server_log",)))
+    assert (logs_only.verdict, logs_only.strength) == ("insufficient_evidence", "none")
+    assert "--as-of-command" in " ".join(logs_only.sentences)
+    nothing = decide(ev(deletion_source="none", creations=()))
+    assert nothing.verdict == "insufficient_evidence" and "no deletion source" in " ".join(nothing.sentences)
+
+
+def test_a_bracket_closed_by_the_failure_itself():
+    d = decide(no_audit(deletions=(Deletion(T, None, "as_of", None, after=T - ms(5), probes=1,
+                                            bounded_by_failure=True),)))
+    assert d.verdict == "concurrent_deletion" and "gone by the failure" in " ".join(d.sentences)

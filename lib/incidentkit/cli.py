@@ -108,7 +108,9 @@ def _count(value: str) -> int:
 
 def _add_target(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("target database")
-    g.add_argument("--demo", action="store_true", help="use the embedded demo database (started on demand)")
+    g.add_argument("--demo", nargs="?", const="audit", choices=("audit", "production"), metavar="production",
+                   help="use the embedded demo database (started on demand); --demo production: the same incident "
+                        "as production is (no audit table; server log, access log, point-in-time snapshots)")
     g.add_argument("--database-url-env", metavar="NAME", default=config.DEFAULT_URL_ENV,
                    help="environment variable holding the URL (default: DATABASE_URL)")
     g.add_argument("--schema-map", metavar="FILE", help="TOML schema mapping (default: [tool.incidentkit.schema] "
@@ -119,6 +121,32 @@ def _add_target(p: argparse.ArgumentParser) -> None:
                    help="lock timeout, seconds (default 2)")
     g.add_argument("--idle-timeout", type=_positive_seconds, default=60.0, metavar="S",
                    help="idle-in-transaction timeout, seconds (default 60)")
+
+
+def _duration(value: str) -> float:
+    """``7d``, ``12h``, ``30m``, ``45s``, ``10ms`` or plain seconds -> seconds (> 0)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*", value or "")
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a duration (e.g. 7d, 12h, 30m, 45s, 10ms): {value!r}")
+    n = float(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}[m.group(2)]
+    if not 0 < n <= 366 * 86400:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most a year: {value!r}")
+    return n
+
+
+def _add_as_of(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("point-in-time probes (the database's own history)")
+    g.add_argument("--as-of-command", metavar="CMD",
+                   help="a command printing, as its last line, a URL of the database as it was at {at} (ISO 8601 "
+                        "UTC), e.g. 'neonctl connection-string main@{at}'; run without a shell, its URL never shown")
+    g.add_argument("--as-of-since", type=_duration, default=config.DEFAULT_AS_OF_SINCE_SECONDS, metavar="DURATION",
+                   help="how far back from a failure to probe (default 7d)")
+    g.add_argument("--as-of-precision", type=_duration, default=config.DEFAULT_AS_OF_PRECISION_SECONDS,
+                   metavar="DURATION", help="bisect until the bracket is this narrow (default 10ms)")
+
+
+def _as_of(args) -> dict[str, Any]:
+    return {"as_of": args.as_of_command, "as_of_since": args.as_of_since, "as_of_precision": args.as_of_precision}
 
 
 def _timeouts(args) -> "config.Timeouts":
@@ -133,7 +161,7 @@ def _database(args):
     timeouts = _timeouts(args)
     schema = SchemaMap.load(args.schema_map)
     if args.demo:
-        return Database.demo(schema=schema, timeouts=timeouts)
+        return Database.demo(production=args.demo == "production", schema=schema, timeouts=timeouts)
     return Database.from_env(args.database_url_env, schema=schema, timeouts=timeouts)
 
 
@@ -207,7 +235,7 @@ def cmd_report(args) -> int:
 def cmd_timeline(args) -> int:
     from .evidence import user_timeline
 
-    t = user_timeline(_database(args), args.user_id, logs=args.logs or None, window=args.window)
+    t = user_timeline(_database(args), args.user_id, logs=args.logs or None, window=args.window, **_as_of(args))
     if args.json:
         _print_json(t.to_dict())
     else:
@@ -219,7 +247,7 @@ def cmd_affected(args) -> int:
     from .evidence import affected
 
     # Without --logs the library takes the demo's own log on the demo, and refuses elsewhere.
-    a = affected(_database(args), args.logs or None, window=args.window)
+    a = affected(_database(args), args.logs or None, window=args.window, **_as_of(args))
     if args.json:
         _print_json(a.to_dict())
     else:
@@ -369,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", nargs="+", metavar="PATH")
     p.add_argument("--window", type=_positive_seconds, default=config.DEFAULT_WINDOW_SECONDS, metavar="S")
     p.add_argument("--json", action="store_true")
+    _add_as_of(p)
     p.set_defaults(func=cmd_timeline)
 
     p = sub.add_parser("affected", help="every failed login in the logs with its verdict")
@@ -376,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", nargs="+", metavar="PATH")
     p.add_argument("--window", type=_positive_seconds, default=config.DEFAULT_WINDOW_SECONDS, metavar="S")
     p.add_argument("--json", action="store_true")
+    _add_as_of(p)
     p.set_defaults(func=cmd_affected)
 
     p = sub.add_parser("race", help="run the race lab on a scratch database (never on DATABASE_URL)")

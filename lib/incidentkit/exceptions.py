@@ -58,3 +58,7 @@ class ReportFailed(IncidentKitError):
 
 class UnsafeTarget(IncidentKitError):
     """Raised when a destructive tool (the race lab) is pointed at a database it does not own."""
+
+
+class AsOfError(IncidentKitError):
+    """Raised when a point-in-time probe fails: the as-of command, or the database it returned."""

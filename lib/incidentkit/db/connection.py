@@ -80,8 +80,19 @@ class Database:
         return cls(url, **kwargs)
 
     @classmethod
-    def demo(cls, **kwargs) -> "Database":
-        """The demo incident on the embedded server (started and loaded on demand)."""
+    def demo(cls, production: bool = False, **kwargs) -> "Database":
+        """The demo incident on the embedded server (started and loaded on demand).
+
+        ``production=True``: the same incident "as production is": no audit table, deletions
+        in the server log and the access log, point-in-time snapshots (its schema map is
+        :data:`incidentkit.db.demo.DEMO_PRODUCTION_MAP` unless ``schema`` is given)."""
+        if production:
+            from .demo import DEMO_PRODUCTION_MAP, ensure_production_demo
+            from .schema import SchemaMap
+
+            if kwargs.get("schema") is None or kwargs["schema"].origin == SchemaMap.default().origin:
+                kwargs["schema"] = SchemaMap.from_dict(DEMO_PRODUCTION_MAP, origin="demo as production is")
+            return cls(ensure_production_demo(), **kwargs)
         from .demo import ensure_demo
 
         return cls(ensure_demo(), **kwargs)

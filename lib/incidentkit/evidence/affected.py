@@ -48,6 +48,8 @@ def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
     w = check_window(window)
     if logs is None:
         logs = default_logs(db)
+    if as_of is None:
+        as_of = default_as_of(db)
     if logs is None:
         raise ConfigError("no logs given: pass the application or PostgreSQL log files (--logs PATH)")
     scan = scan_for(db, logs, user_pattern)
@@ -96,10 +98,24 @@ def scan_for(db, logs, user_pattern: str | None = None) -> LogScan:
     return load_failures(logs, user_pattern, fk)
 
 
-def default_logs(db) -> Path | None:
-    """The logs to read when none are given: the demo's log for the demo database, else None."""
-    if getattr(db, "dbname", None) == config.DEMO_DATABASE:
+def default_logs(db) -> Path | list[Path] | None:
+    """The logs to read when none are given: the demo's log for the demo database; for the demo
+    as production is, its application, server and access logs; else None."""
+    name = getattr(db, "dbname", None)
+    if name == config.DEMO_DATABASE:
         return config.demo_log_path()
+    if name == config.DEMO_PRODUCTION_DATABASE:
+        return [config.demo_log_path(), config.demo_server_log_path(), config.demo_access_log_path()]
+    return None
+
+
+def default_as_of(db) -> str | None:
+    """The as-of command to use when none is given: the demo's snapshots for the demo as
+    production is, else None (no probes)."""
+    if getattr(db, "dbname", None) == config.DEMO_PRODUCTION_DATABASE:
+        from ..db.demo_asof import demo_as_of_command
+
+        return demo_as_of_command()
     return None
 
 

@@ -18,7 +18,7 @@ from .. import config
 from ..text import fmt_duration, fmt_time
 from . import registry
 from .inputs import check_window
-from .model import Deletion, Evidence
+from .model import DELETION_ORIGINS, Deletion, Evidence
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str], Deletion | None, st
 
     created_before = sorted((c for c in ev.creations if c.at <= t), key=lambda c: c.at)
     created_after = sorted((c for c in ev.creations if c.at > t), key=lambda c: c.at)
-    near = sorted((d for d in ev.deletions if _within(d, t, w)), key=lambda d: _distance(d, t))
+    near = sorted((d for d in ev.deletions if _within(d, t, w)), key=lambda d: (_RANK[d.origin], _distance(d, t)))
     membership = ev.membership
 
     def creation_sentence() -> list[str]:
@@ -266,6 +266,11 @@ def _decide(ev: Evidence, w: float) -> tuple[str, list[str], Deletion | None, st
                "does not cover the time?).")
     out += membership_sentence()
     return "insufficient_evidence", out, None, "none"
+
+
+#: Which source a verdict rests on when several saw the deletion: the database's own record first,
+#: then the statement the server logged, the application's event, the probes' bracket.
+_RANK = {origin: i for i, origin in enumerate(DELETION_ORIGINS)}
 
 
 def _within(d: Deletion, t: datetime, w: float) -> bool:

@@ -63,7 +63,7 @@ class Outside:
             return None, None, 0
         b = self.prober.bracket(wid, failure_at)
         self.probed[(wid, failure_at)] = tuple(b.probes)
-        n = len(b.probes)
+        n = b.probe_count
         if b.existed_at is not None:
             gone = b.gone_at or failure_at
             return Deletion(gone, None, "as_of", None, after=b.existed_at, probes=n,

@@ -30,7 +30,7 @@ from typing import Any
 from .. import config
 from ..text import as_utc, fmt_duration, fmt_time, iso_utc
 from . import registry
-from .affected import default_logs, deletion_sources, md_escape, scan_for
+from .affected import default_as_of, default_logs, deletion_sources, md_escape, scan_for
 from .history import History, judge_failures
 from .inputs import check_user_id, check_window, check_workspace_id, normalize_workspace_id
 from .logs import LogFailure, LogScan, merge_failures
@@ -113,7 +113,7 @@ class Timeline:
     def text(self) -> str:
         """Plain text for the terminal: the events, then each failure's verdict and evidence, then the notes."""
         lines = [f"Timeline of {self.subject} ({self.database}; window ±{self.window:g} s; deletions from: "
-                 f"{self.deletion_source})", ""]
+                 f"{', '.join(self.deletion_sources or [self.deletion_source])})", ""]
         if not self.events:
             lines.append("(no event recorded)")
         width = max((len(s) for s in SOURCES), default=0)
@@ -380,6 +380,8 @@ def _probe_events(h: History, judged: list[Judged]) -> list[Event]:
             out.append(Event(d.at, "workspaces", "deleted", j.workspace_id,
                              f"workspace {j.workspace_id} deleted between {fmt_time(d.after)} and "
                              + ("the failure" if d.bounded_by_failure else fmt_time(d.at)) + f" ({d.how()})"))
+        if j.workspace_id and not outside.probes_for(j.workspace_id, j.at) and not h.workspace_exists(j.workspace_id):
+            outside.probe(j.workspace_id, j.at)  # for the marks: the verdict rests on the recorded deletion
         for wid, at, present in outside.probes_for(j.workspace_id, j.at):
             if (wid, at, present) in seen:
                 continue
@@ -436,7 +438,8 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
     mine = [f for f in logins if f.user_id == uid]
     userless = [f for f in logins if f.user_id is None and f.workspace_id]
     m = db.schema
-    outside = gather(m, scan, database=db.dbname, as_of=as_of, as_of_since=as_of_since,
+    outside = gather(m, scan, database=db.dbname, as_of=default_as_of(db) if as_of is None else as_of,
+                     as_of_since=as_of_since,
                      as_of_precision=as_of_precision)
     with db.read() as r:
         m = m.check(r)
@@ -484,7 +487,8 @@ def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = conf
     naming = [f for f in failures if normalize_workspace_id(f.workspace_id) == wid]
     mine = [f for f in naming if f.kind == "insert"]
     m = db.schema
-    outside = gather(m, scan, database=db.dbname, as_of=as_of, as_of_since=as_of_since,
+    outside = gather(m, scan, database=db.dbname, as_of=default_as_of(db) if as_of is None else as_of,
+                     as_of_since=as_of_since,
                      as_of_precision=as_of_precision)
     with db.read() as r:
         m = m.check(r)
