@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -263,3 +264,28 @@ def test_the_delete_side_is_found_in_every_format_as_its_own_kind(sample, quote,
     assert original and {f.kind for f in original} == {"insert"}
     assert {f.kind for f in deletes} == {"delete"}
     assert [(f.at, f.workspace_id, f.line) for f in deletes] == [(f.at, f.workspace_id, f.line) for f in original]
+
+
+def test_without_a_created_at_column_the_commit_timestamp_dates_the_row(app_db, tmp_path, pg_server):
+    """Issue 10 item 6: ``track_commit_timestamp`` (on in the kit's embedded server) dates the last
+    write of rows whose table maps no ``created_at``; the verdict says which it used."""
+    alice = uid()
+    with psycopg.connect(app_db, autocommit=True) as conn:
+        assert conn.execute("show track_commit_timestamp").fetchone()[0] == "on"
+        team = str(uuid.uuid4())
+        err = fk_error(conn, "insert into app.accounts (account_did, home_team) values (%s, %s)", (alice, team))
+        failed_at = datetime.now(timezone.utc)
+        time.sleep(0.05)
+        conn.execute("insert into app.teams (team_id, name) values (%s, 'late')", (team,))
+        created = conn.execute("select pg_xact_commit_timestamp(xmin) from app.teams where team_id = %s",
+                               (team,)).fetchone()[0]
+    log = tmp_path / "app.log"
+    log.write_text(app_record(failed_at, alice, err))
+    m = {**APP_MAP, "workspaces": {**APP_MAP["workspaces"], "created_at": ""}}
+    [j] = affected(Database(app_db, schema=SchemaMap.from_dict(m)), logs=[log]).failures
+    assert j.verdict == "membership_before_workspace" and j.evidence_strength == "recorded"
+    text = " ".join(j.evidence)
+    assert "commit timestamp of the row's last write" in text and created.strftime("%H:%M:%S") in text
+    # with the column mapped, the column is what dates it (and says so)
+    [k] = affected(Database(app_db, schema=SchemaMap.from_dict(APP_MAP)), logs=[log]).failures
+    assert "its created_at column" in " ".join(k.evidence)

@@ -108,9 +108,10 @@ def _count(value: str) -> int:
 
 def _add_target(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("target database")
-    g.add_argument("--demo", nargs="?", const="audit", choices=("audit", "production"), metavar="production",
-                   help="use the embedded demo database (started on demand); --demo production: the same incident "
-                        "as production is (no audit table; server log, access log, point-in-time snapshots)")
+    g.add_argument("--demo", action="store_true", help="use the embedded demo database (started on demand)")
+    g.add_argument("--demo-production", action="store_true",
+                   help="the demo incident as production is: no audit table; its server log, access log and "
+                        "point-in-time snapshots are the deletion evidence")
     g.add_argument("--database-url-env", metavar="NAME", default=config.DEFAULT_URL_ENV,
                    help="environment variable holding the URL (default: DATABASE_URL)")
     g.add_argument("--schema-map", metavar="FILE", help="TOML schema mapping (default: [tool.incidentkit.schema] "
@@ -160,8 +161,8 @@ def _database(args):
 
     timeouts = _timeouts(args)
     schema = SchemaMap.load(args.schema_map)
-    if args.demo:
-        return Database.demo(production=args.demo == "production", schema=schema, timeouts=timeouts)
+    if args.demo or args.demo_production:
+        return Database.demo(production=args.demo_production, schema=schema, timeouts=timeouts)
     return Database.from_env(args.database_url_env, schema=schema, timeouts=timeouts)
 
 

@@ -296,6 +296,8 @@ class EmbeddedServer:
             "log_parameter_max_length_on_error": "-1",
             "log_timezone": "'UTC'",
             "timezone": "'UTC'",
+            # dates rows whose table has no created_at column (as some production servers do)
+            "track_commit_timestamp": "on",
         }
         if self.fast_unsafe:
             settings.update({"fsync": "off", "full_page_writes": "off"})

@@ -234,16 +234,41 @@ def _match_any(column_sql: str, param: str, sql_type: str | None) -> str:
     return f"{column_sql}::text = any(%({param})s::text[])"
 
 
+def commit_timestamps_on(reader) -> bool:
+    """Whether the server keeps commit timestamps (``track_commit_timestamp``), read once per reader."""
+    cached = getattr(reader, "_commit_ts", None)
+    if cached is None:
+        cached = reader.scalar("select current_setting('track_commit_timestamp') = 'on'")
+        reader._commit_ts = cached
+    return bool(cached)
+
+
+def _dated(reader, table, logical: str) -> tuple[str, str]:
+    """The expression for a row's time column and its origin: the mapped column, else (no column
+    mapped) the commit timestamp of the row's last write when the server keeps them, else NULL."""
+    if table.has(logical):
+        return f"x.{table.col(logical)}", "'column'"
+    if commit_timestamps_on(reader):
+        return "pg_xact_commit_timestamp(x.xmin)", "'commit_ts'"
+    return "null::timestamptz", "null"
+
+
 def current_workspaces(reader, m: SchemaMap, ids: list[str], types: dict[str, str]) -> list[dict[str, Any]]:
-    """The workspaces among ``ids`` that have a row now (with ``deleted_at`` when soft-deleting)."""
+    """The workspaces among ``ids`` that have a row now (with ``deleted_at`` when soft-deleting).
+
+    Without a mapped ``created_at`` the creation is the commit timestamp of the row's last write
+    (``created_origin = 'commit_ts'``) where the server keeps commit timestamps.
+    """
     if not ids:
         return []
     w = m.workspaces
     soft = m.deletion_source == "soft_delete" and w.has("deleted_at")
     deleted = f"x.{w.col('deleted_at')}" if soft else "null::timestamptz"
+    created, origin = _dated(reader, w, "created_at")
     return reader.all(
         f"""
-        select x.{w.col('id')}::text as id, x.{w.col('created_at')} as created_at, {deleted} as deleted_at
+        select x.{w.col('id')}::text as id, {created} as created_at, {origin} as created_origin,
+               {deleted} as deleted_at
         from {w.sql} x
         where {_match_any(f"x.{w.col('id')}", 'ids', types.get('workspaces.id'))}
         """,
@@ -255,9 +280,10 @@ def current_memberships(reader, m: SchemaMap, *, user_ids: list[str], workspace_
                         types: dict[str, str]) -> list[dict[str, Any]]:
     """Memberships now of the given users, and in the given workspaces (one indexed read each)."""
     ms = m.memberships
+    joined, origin = _dated(reader, ms, "joined_at")
     cols = (f"x.{ms.col('id')}::text as id, x.{ms.col('workspace_id')}::text as workspace_id,"
             f" x.{ms.col('user_id')}::text as user_id, x.{ms.col('is_primary')} as is_primary,"
-            f" x.{ms.col('joined_at')} as joined_at")
+            f" {joined} as joined_at, {origin} as joined_origin")
     parts, params = [], {}
     if user_ids:
         parts.append(f"select {cols} from {ms.sql} x where "

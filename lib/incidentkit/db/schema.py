@@ -82,7 +82,10 @@ ENTITY_COLUMNS: dict[str, tuple[str, ...]] = {
     "memberships": ("id", "workspace_id", "user_id", "is_primary", "joined_at"),
     "audit": ("schema_name", "table_name", "action", "row_data", "at", "transaction_id"),
 }
-OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"workspaces": ("deleted_at",)}
+#: Columns a mapping may leave empty (``created_at = ""``): without ``created_at``/``joined_at`` the
+#: rows are dated by the commit timestamp of their last write where ``track_commit_timestamp`` is on.
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {"workspaces": ("deleted_at", "created_at"),
+                                                "memberships": ("joined_at",)}
 DELETION_SOURCES = ("audit", "soft_delete", "none")
 #: The tables a ``[[deletions.log_events]]`` rule may name.
 LOG_EVENT_TABLES = ("workspaces", "memberships")

@@ -87,14 +87,15 @@ class History:
         audit = [Stamp(c.at, c.transaction_id, "audit") for c in self.changes_of("workspaces", wid) if c.action == "I"]
         if audit:
             return audit
-        created = None
+        created, origin = None, "column"
         if wid in self.workspaces:
             created = as_utc(self.workspaces[wid].get("created_at"))
+            origin = self.workspaces[wid].get("created_origin") or "column"
         if created is None:
             for c in self.changes_of("workspaces", wid):
                 created = created or as_utc(c.values.get("created_at"))
         if created:
-            return [Stamp(created, None, "column")]
+            return [Stamp(created, None, origin)]
         return self.outside.workspace_creations(wid) if self.outside is not None else []
 
     def workspace_deletions(self, wid: str) -> list[Deletion]:
