@@ -114,9 +114,21 @@ def test_bad_window(demo_db, bad):
 def test_unknown_user_is_an_empty_timeline(demo_db):
     tl = user_timeline(demo_db, "did:privy:nobodyatall")
     assert tl.events == [] and tl.failures == [] and tl.exists is False
-    assert "unknown" in tl.notes[0]
-    tl.plot()
+    assert "unknown" in tl.notes[0] and "Did you mean" not in tl.notes[0]
+    ax = tl.plot()
+    assert list(ax.get_xticks()) == []  # no 1970 time axis on an empty chart
+    assert any("unknown" in t.get_text() for t in ax.texts)  # it says what is missing instead
     assert "No failed login" in tl.summary_markdown()
+
+
+@pytest.mark.parametrize("typed", [DEMO_USER[len("did:privy:"):], DEMO_USER[:-1] + "X", DEMO_USER.upper(),
+                                   f"  {DEMO_USER} "])
+def test_an_id_typed_slightly_wrong_gets_the_nearest_match(demo_db, typed):
+    tl = user_timeline(demo_db, typed)
+    if typed.strip() == DEMO_USER:  # surrounding spaces are trimmed: it is the user
+        assert tl.user_id == DEMO_USER and tl.failures
+    else:
+        assert f"Did you mean {DEMO_USER}" in tl.notes[0]
 
 
 # -- from real rows --------------------------------------------------------------------------

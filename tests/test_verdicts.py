@@ -205,12 +205,14 @@ def test_window_must_be_positive_finite(bad):
 
 def test_id_validation():
     assert check_user_id(USER) == USER
-    for bad in ("", " ", "did:privy:a b", "did:privy:a\n", "did\x00x", "x" * 257, None):
+    assert check_user_id(f"  {USER} \n") == USER  # as pasted, with a trailing space or newline
+    for bad in ("", " ", "did:privy:a b", "did:privy:a\tb", "did\x00x", "x" * 257, None):
         with pytest.raises(ConfigError) as err:
             check_user_id(bad)
         assert "\n" not in str(err.value)
     assert check_workspace_id(WS.upper()) == WS
-    for bad in ("", "a7189b92", "a7189b92ba754160 8fa0426bfe8fa33a", "{" + WS + "}", WS + "\n"):
+    assert check_workspace_id(f" {WS}\n") == WS
+    for bad in ("", "a7189b92", "a7189b92ba754160 8fa0426bfe8fa33a", "{" + WS + "}", WS + "x"):
         with pytest.raises(ConfigError):
             check_workspace_id(bad)
 
@@ -569,3 +571,14 @@ def test_a_bracket_closed_by_the_failure_itself():
     d = decide(no_audit(deletions=(Deletion(T, None, "as_of", None, after=T - ms(5), probes=1,
                                             bounded_by_failure=True),)))
     assert d.verdict == "concurrent_deletion" and "gone by the failure" in " ".join(d.sentences)
+
+
+def test_nearest_ids_find_what_was_meant():
+    from incidentkit.evidence.inputs import nearest_ids, one_edit_apart
+
+    known = [USER, "did:privy:cmgiqkpg0001wl40cqhofcvo5", "did:privy:zzzz", USER.upper()]
+    assert nearest_ids(USER[len("did:privy:"):], known)[:2] == [USER, USER.upper()]  # prefix left out
+    assert nearest_ids(USER.replace("4", "X", 1), known) == [USER, USER.upper()]  # one character off
+    assert "did:privy:cmgiqkpg0001wl40cqhofcvo5" in nearest_ids(USER, known)
+    assert nearest_ids("did:privy:nothing-like-it", known) == []
+    assert one_edit_apart("abc", "abxc") and one_edit_apart("abc", "ab") and not one_edit_apart("abc", "xyz")

@@ -298,6 +298,22 @@ def current_memberships(reader, m: SchemaMap, *, user_ids: list[str], workspace_
     return reader.all("\nunion\n".join(parts), params)
 
 
+def users_near(reader, m: SchemaMap, variants: list[str], limit: int = 20) -> list[str]:
+    """User ids that may be what was meant: equal to one of ``variants`` (with or without a prefix,
+    lower-cased), or sharing all but the last two characters of one (an index range scan each,
+    ``limit`` rows at most), for suggestions when a user is not found."""
+    u = m.users
+    col = f"x.{u.col('id')}::text"
+    parts = [f"(select {col} as id from {u.sql} x where {col} = any(%(variants)s::text[]) limit {int(limit)})"]
+    params: dict[str, Any] = {"variants": list(variants)}
+    for i, v in enumerate(variants):
+        if len(v) >= 8:
+            params[f"lo{i}"] = v[:-2]
+            parts.append(f"(select {col} as id from {u.sql} x where {col} >= %(lo{i})s and "
+                         f"{col} < %(lo{i})s || chr(1114111) limit {int(limit)})")
+    return [r["id"] for r in reader.all("\nunion\n".join(parts), params)]
+
+
 def current_users(reader, m: SchemaMap, ids: list[str], types: dict[str, str]) -> list[dict[str, Any]]:
     """The users among ``ids`` that have a row now."""
     if not ids:

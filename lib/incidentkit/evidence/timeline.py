@@ -32,7 +32,8 @@ from ..text import as_utc, fmt_duration, fmt_time, iso_utc
 from . import registry
 from .affected import default_as_of, default_logs, deletion_sources, md_escape, scan_for
 from .history import History, judge_failures
-from .inputs import check_user_id, check_window, check_workspace_id, normalize_workspace_id
+from .inputs import (check_user_id, check_window, check_workspace_id, id_variants, nearest_ids,
+                     normalize_workspace_id)
 from .logs import LogFailure, LogScan, merge_failures
 from .model import Judged
 from .sources import gather
@@ -183,10 +184,14 @@ class Timeline:
         ax.set_title(label(f"Timeline of {self.subject} (UTC)" + ("" if self.exists else " (no row now)")), loc="left")
         handles = [plt.Line2D([], [], marker=_STYLE[k][0], color=_STYLE[k][1], ls="", label=name)
                    for k, name in (("created", "created / joined"), ("deleted", "deleted / removed"),
-                                    ("primary_workspace_changed", "changed"), ("login_failed", "failed login"))]
+                                    ("primary_workspace_changed", "changed"), ("login_failed", "failed login"),
+                                    ("present", "probe: existed"), ("absent", "probe: absent"))
+                   if k not in ("present", "absent") or any(e.kind == k for e in self.events)]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
         if not self.events:
-            ax.text(0.5, 0.5, "no event recorded", transform=ax.transAxes, ha="center", va="center", color="#666")
+            ax.set_xticks([])  # no time axis to show (matplotlib would draw 1970)
+            ax.text(0.5, 0.5, label(textwrap.fill(self.notes[0] if self.notes else "no event recorded", 90)),
+                    transform=ax.transAxes, ha="center", va="center", color="#666", fontsize=9)
         absent = self._absent_lane()
         if absent:
             ax.text(0.005, lanes[absent[0]] + 0.12, absent[1], transform=ax.get_yaxis_transform(), fontsize=8,
@@ -366,6 +371,16 @@ def _failure_events(judged: list[Judged]) -> list[Event]:
             for j in judged]
 
 
+def _near_users(db, m, uid: str, failures: list[LogFailure]) -> list[str]:
+    """Users in the database or the logs whose id is close to ``uid`` (a missing prefix, another
+    case, one character apart): suggestions for an id that matches nothing."""
+    from ..db import queries
+
+    with db.read() as r:
+        found = queries.users_near(r, m, id_variants(uid))
+    return nearest_ids(uid, found + [f.user_id for f in failures if f.user_id])
+
+
 def _probe_events(h: History, judged: list[Judged]) -> list[Event]:
     """The point-in-time probes asked for these failures' workspaces: present and absent marks,
     and the bracketed deletion they found (when the database's own history recorded none)."""
@@ -464,7 +479,9 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
     if not exists:
         if not lives and not h.changes_of("users", uid):
             notes.insert(0, f"User {uid} is unknown to the database: no row in users, no membership"
-                            + (", no audit row." if m.deletion_source == "audit" else "."))
+                            + (", no audit row." if m.deletion_source == "audit" else ".")
+                            + (f" Did you mean {', '.join(near)}?" if (near := _near_users(db, m, uid, failures))
+                               else ""))
         else:
             notes.insert(0, f"User {uid} has no row in users: none of their logins has succeeded "
                             "(a failed first login rolls back its insert).")

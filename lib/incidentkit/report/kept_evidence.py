@@ -79,15 +79,22 @@ def write_evidence(folder: Path, affected: Any, redactor=None) -> list[Path]:
         written.append(path)
     deletions = [f for f in affected.failures if getattr(f, "deleted_at", None)]
     if deletions:
-        lines = [f"Deletions the verdicts used (deletion source: {affected.deletion_source}).", ""]
+        sources = ", ".join(getattr(affected, "deletion_sources", None) or [affected.deletion_source])
+        lines = [f"Deletions the verdicts used (deletion sources: {sources}).", ""]
         seen = set()
         for f in deletions:
-            key = (f.workspace_id, f.deleted_at, f.transaction_id)
+            d = getattr(f, "deletion", None)
+            key = (f.workspace_id, f.deleted_at, f.transaction_id, d.origin if d else None)
             if key in seen:
                 continue
             seen.add(key)
-            lines.append(f"workspace {f.workspace_id} deleted at {fmt_time(f.deleted_at)}"
-                         f" (transaction {f.transaction_id}); used for the failure at {fmt_time(f.at)}"
+            if d is not None and d.after is not None:
+                when = f"between {fmt_time(d.after)} and {fmt_time(d.at)}"
+            else:
+                when = f"at {fmt_time(f.deleted_at)}"
+            how = d.how() if d is not None else f"transaction {f.transaction_id}"
+            lines.append(f"workspace {f.workspace_id} deleted {when} ({how}; "
+                         f"{getattr(f, 'evidence_strength', 'recorded')}); used for the failure at {fmt_time(f.at)}"
                          f" ({f.source}:{f.line})")
         path = folder / EVIDENCE_DIR / "deletions.txt"
         path.write_text(clean("\n".join(lines) + "\n"), encoding="utf-8")
