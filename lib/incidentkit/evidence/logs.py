@@ -1458,3 +1458,74 @@ _PARSERS = {
     "pg_csv": _parse_pg_csv,
     "pg_json": _parse_pg_json,
 }
+
+
+# -- for app_events.py
+def read_log_lines(path: PathArg, stats: ScanStats | None = None,
+                   blank_lines_kept: int = 0) -> tuple[str, Iterator[tuple[int, str]]]:
+    """One log file's format (one of FORMATS, decided as :func:`iter_failures` decides it, from
+    its first lines) and its readable lines, numbered as in the file, read as the failure scan
+    reads them (see :func:`iter_lines`); of a run of blank lines only the last
+    ``blank_lines_kept`` come. The file is opened and its first lines read at once
+    (:class:`LogReadError` when it cannot be); ``stats`` gets the file (and its
+    :class:`LogFileRead` when it has ``file_reads``) and counts the lines skipped. Read the lines
+    to their end, or ``close()`` them, to close the file."""
+    target: ScanStats = stats if stats is not None else LogScan()
+    ctx = _Ctx(str(path), compile_user_pattern(DEFAULT_USER_PATTERN), DEFAULT_CONSTRAINT, target)
+    units = _units(Path(path), ctx)
+    try:
+        fmt, head = _sniff(units, ctx)
+    except BaseException:
+        units.close()
+        raise
+    ctx.format = ctx.read.format = fmt
+    keep = max(0, int(blank_lines_kept))
+    ctx.blanks_kept = keep
+    return fmt, _lines_after_sniff(head, units, keep)
+
+
+def _lines_after_sniff(head: list[_Unit], units: Iterator[_Unit], keep: int) -> Iterator[_Line]:
+    """The lines of :func:`read_log_lines` (closing it, even unstarted, lets go of the file)."""
+    try:
+        yield from _expanded(head, keep)
+        yield from _expanded(units, keep)
+    finally:
+        units.close()  # type: ignore[attr-defined]
+
+
+def leading_time(text: str) -> datetime | None:
+    """The timestamp a text log line starts with (as the text parser reads it), UTC; else ``None``."""
+    return _leading_time(text)
+
+
+def json_records(text: str) -> list[dict[str, Any]] | None:
+    """The records of one JSON-lines line: one object, or a drain's batch saved as one array of
+    objects; ``None`` when the line is not that (broken JSON, a bare value)."""
+    obj = _load_json(text.strip())
+    records = obj if isinstance(obj, list) else [obj]
+    if not records or not all(isinstance(r, dict) for r in records):
+        return None
+    return records
+
+
+def json_time(record: dict[str, Any]) -> datetime | None:
+    """A JSON record's time (under TIME_KEYS, possibly nested), UTC; ``None`` when it has none."""
+    return _json_time(record)
+
+
+def json_user(record: dict[str, Any], user_pattern: str | re.Pattern[str] = DEFAULT_USER_PATTERN) -> str | None:
+    """The user id of a JSON record's user field (``userId``, ``usr.id``...), checked by the pattern."""
+    ctx = _Ctx("", compile_user_pattern(user_pattern), DEFAULT_CONSTRAINT, LogScan())
+    return _json_user(record, ctx)
+
+
+def json_first_string(record: dict[str, Any], keys: Iterable[str]) -> str | None:
+    """The first string under one of ``keys`` in a JSON record, searched level by level
+    (``{"attributes": {"message": ...}}`` is found), the keys in the order given."""
+    wanted = tuple(keys)
+    for d in _dicts_breadth_first(record):
+        for key in wanted:
+            value = d.get(key)
+            if isinstance(value, str):
+                return value
+    return None
