@@ -51,7 +51,7 @@ def test_demo_user_is_a_concurrent_deletion(demo_db):
     assert len(deleted) == 1 and deleted[0]["at"] == "2025-10-08T09:41:27.118Z"
     assert "cascading 2 memberships" in deleted[0]["detail"]
     assert [e["kind"] for e in d["events"] if e["source"] == "memberships"] == ["joined", "removed"]
-    assert d["events"][-1]["source"] == "logs" and d["events"][-1]["kind"] == "login_failed"
+    assert [e["kind"] for e in d["events"] if e["source"] == "logs" and e["kind"] != "record"] == ["login_failed"]
     assert any("no row in users" in n for n in d["notes"])
 
 
@@ -93,7 +93,7 @@ def test_demo_workspace_timeline(demo_db):
 
 
 # -- validation ------------------------------------------------------------------------------
-@pytest.mark.parametrize("bad", ["", " ", "did:privy:a b", "did:privy:x\t", "x" * 257])
+@pytest.mark.parametrize("bad", ["", " ", "did:privy:a b", "did:privy:x\ty", "x" * 257])
 def test_malformed_user_id(demo_db, bad):
     with pytest.raises(ConfigError):
         user_timeline(demo_db, bad)
@@ -164,7 +164,8 @@ def test_timeline_of_a_failed_login_from_log_paths(fresh_db, tmp_path, rows):
     log = rows.app_log(tmp_path / "app.log", now + timedelta(milliseconds=20), user, ws)
     tl = user_timeline(Database(fresh_db), user, logs=[str(log)])
     assert [j.verdict for j in tl.failures] == ["concurrent_deletion"]
-    assert [e.source for e in tl.events] == ["workspaces", "memberships", "workspaces", "memberships", "logs"]
+    assert [e.source for e in tl.events if e.kind != "record"] == ["workspaces", "memberships", "workspaces",
+                                                                   "memberships", "logs"]
     wt = workspace_timeline(Database(fresh_db), ws, logs=tmp_path)
     assert [j.user_id for j in wt.failures] == [user]
     assert any(e.kind == "deleted" for e in wt.events)
@@ -222,3 +223,17 @@ def test_plot_is_redacted_when_the_report_is(demo_db, monkeypatch):
     texts = [a.get_title("left") for a in ax.figure.axes] + [t.get_text() for a in ax.figure.axes for t in a.texts]
     assert texts and not any(DEMO_USER in t or DEMO_WS in t for t in texts)
     plt.close("all")
+
+
+def test_the_timeline_tells_the_whole_story_and_who_deleted(demo_db):
+    """Issue 12 item 5: every log record naming the user or the workspace is on the timeline, and
+    the deletion names the request (and user) that asked for it."""
+    tl = user_timeline(demo_db, DEMO_USER, logs=config.demo_log_path())
+    records = [e for e in tl.events if e.kind == "record"]
+    assert any("workspace.delete start" in e.detail for e in records)
+    assert any("getOrCreateWorkspaceV2 start" in e.detail for e in records)
+    assert not any("violates foreign key constraint" in e.detail for e in records)  # shown as the failure
+    [deleted] = [e for e in tl.events if e.kind == "deleted"]
+    assert "requested by did:privy:cmepupsjwkkftpvfdaww49bkb (demo-app.log:3, 229 ms before)" in deleted.detail
+    ax = tl.plot()
+    assert "log record" in [t.get_text() for t in ax.get_legend().get_texts()]

@@ -36,6 +36,7 @@ from .inputs import (check_user_id, check_window, check_workspace_id, id_variant
                      normalize_workspace_id)
 from .logs import LogFailure, LogScan, merge_failures
 from .model import Judged
+from .records import records_naming
 from .sources import gather
 
 SOURCES = ("memberships", "workspaces", "users", "logs")
@@ -185,8 +186,9 @@ class Timeline:
         handles = [plt.Line2D([], [], marker=_STYLE[k][0], color=_STYLE[k][1], ls="", label=name)
                    for k, name in (("created", "created / joined"), ("deleted", "deleted / removed"),
                                     ("primary_workspace_changed", "changed"), ("login_failed", "failed login"),
-                                    ("present", "probe: existed"), ("absent", "probe: absent"))
-                   if k not in ("present", "absent") or any(e.kind == k for e in self.events)]
+                                    ("present", "probe: existed"), ("absent", "probe: absent"),
+                                    ("record", "log record"))
+                   if k not in ("present", "absent", "record") or any(e.kind == k for e in self.events)]
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
         if not self.events:
             ax.set_xticks([])  # no time axis to show (matplotlib would draw 1970)
@@ -222,6 +224,8 @@ class Timeline:
             style = _STYLE.get(e.kind, _STYLE["updated"])
             zoom.scatter([x], [lanes[e.source]], marker=style[0], color=style[1], s=style[2] * 1.3, zorder=3,
                          edgecolors="none")
+            if e.kind == "record":
+                continue  # a mark only: the table lists what each record says
             tag = f"{e.kind} {x:+.0f} ms" if e.source != "logs" else f"{e.kind} {fmt_time(e.at)[11:23]}"
             zoom.annotate(tag, (x, lanes[e.source]), xytext=(4, 7 if i % 2 == 0 else -12),
                           textcoords="offset points", fontsize=7.5, color="#333")
@@ -246,8 +250,9 @@ _STYLE = {  # kind -> (marker, color, size)
     "primary_workspace_changed": ("o", "#4c72b0", 40),
     "updated": ("o", "#8c8c8c", 30),
     "login_failed": ("X", "#c44e52", 110),
+    "record": ("d", "#6c6c6c", 26),  # a log record naming the user or the workspace
     "present": ("o", "#55a868", 22),  # a point-in-time probe found the workspace
-    "absent": ("x", "#8c8c8c", 22),  # a point-in-time probe did not
+    "absent": ("s", "#8c8c8c", 18),  # a point-in-time probe did not
 }
 
 
@@ -371,6 +376,40 @@ def _failure_events(judged: list[Judged]) -> list[Event]:
             for j in judged]
 
 
+def _record_events(scan, ids, judged: list[Judged]) -> list[Event]:
+    """The log records that name ``ids`` (requests, other members' actions), beside the failures."""
+    if scan is None:
+        return []
+    skip = {(str(f), n) for j in judged for f, n in j.places}
+    return [Event(r.at, "logs", "record", None, f"{r.where}: {r.text}")
+            for r in records_naming(scan.files, ids, skip=skip)]
+
+
+def _who_deleted(events: list[Event], window: float) -> list[Event]:
+    """Each workspace deletion with the request that asked for it, when a log record names the
+    workspace, says "delete" and comes within the window before it: who, where, how long before."""
+    import re
+
+    from .logs import DEFAULT_USER_PATTERN
+
+    users = re.compile(DEFAULT_USER_PATTERN)
+    records = [e for e in events if e.kind == "record" and "delete" in e.detail.lower()]
+    out = []
+    for e in events:
+        if e.kind == "deleted" and e.source == "workspaces" and e.workspace_id:
+            asked = [r for r in records if e.workspace_id in r.detail
+                     and 0 <= (e.at - r.at).total_seconds() <= window]
+            if asked:
+                r = asked[0]
+                who = users.search(r.detail.split(": ", 1)[-1])
+                where = r.detail.split(": ", 1)[0]
+                e = Event(e.at, e.source, e.kind, e.workspace_id,
+                          f"{e.detail}; requested by {who.group(0) if who else 'a request'} ({where}, "
+                          f"{fmt_duration((e.at - r.at).total_seconds())} before)")
+        out.append(e)
+    return out
+
+
 def _near_users(db, m, uid: str, failures: list[LogFailure]) -> list[str]:
     """Users in the database or the logs whose id is close to ``uid`` (a missing prefix, another
     case, one character apart): suggestions for an id that matches nothing."""
@@ -474,7 +513,9 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
     wids |= {normalize_workspace_id(c.values.get("primary_workspace_id")) for c in h.changes_of("users", uid)}
     wids &= h.looked_up_workspaces | {j.workspace_id for j in judged}
     events = (_membership_events(h, lives) + _workspace_events(h, wids) + _user_events(h, uid)
-              + _failure_events(judged) + _probe_events(h, judged))
+              + _failure_events(judged) + _probe_events(h, judged)
+              + _record_events(scan, [uid] + sorted({j.workspace_id for j in judged if j.workspace_id}), judged))
+    events = _who_deleted(events, w)
     exists = row is not None
     if not exists:
         if not lives and not h.changes_of("users", uid):
@@ -514,7 +555,9 @@ def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = conf
     judged.sort(key=lambda j: (j.at, j.source, j.line))
     lives = h.memberships_in(wid)
     events = (_membership_events(h, lives) + _workspace_events(h, {wid}) + _failure_events(judged)
-              + _probe_events(h, judged) + _deletion_refused_events([f for f in naming if f.kind == "delete"]))
+              + _probe_events(h, judged) + _deletion_refused_events([f for f in naming if f.kind == "delete"])
+              + _record_events(scan, [wid], judged))
+    events = _who_deleted(events, w)
     for uid in sorted({lf.user_id for lf in lives if lf.user_id}):
         row = h.users.get(uid)
         created = h.user_created_at(uid)
