@@ -143,7 +143,27 @@ def _prober(command: str, m, since: float, precision: float):
     from .asof import AsOfCommand, AsOfProber
 
     return AsOfProber(AsOfCommand(command), m, since=timedelta(seconds=since),
-                      precision=timedelta(seconds=precision))
+                      precision=timedelta(seconds=precision), progress=_probe_progress())
+
+
+def _probe_progress():
+    """A line per probe on a terminal (each is a branch or a restore: slow, and billed); silent
+    when stderr is not a terminal."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return None
+    count = [0]
+
+    def show(workspace_id: str, at: datetime, present: bool) -> None:
+        from ..text import fmt_time
+
+        count[0] += 1
+        sys.stderr.write(f"incidentkit: probe {count[0]}: workspace {workspace_id} "
+                         f"{'existed' if present else 'absent'} at {fmt_time(at)}\n")
+        sys.stderr.flush()
+
+    return show
 
 
 def _split_files(scan) -> tuple[list[str], list[str]]:
