@@ -174,7 +174,7 @@ def _print_json(data: Any) -> None:
 def cmd_demo(args) -> int:
     from .report.render import render_demo
 
-    result = render_demo(out_dir=args.out, date=args.date)
+    result = render_demo(out_dir=args.out, date=args.date, demo="production" if args.production else "audit")
     print("\n".join(result.lines()))
     return 0
 
@@ -224,10 +224,12 @@ def cmd_report(args) -> int:
     from .report.render import render_for
 
     result = render_for(
-        database_url_env="" if args.demo else args.database_url_env,
+        database_url_env="" if (args.demo or args.demo_production) else args.database_url_env,
         schema_map=args.schema_map or "", out_dir=args.out, date=args.date, show_code=args.show_code,
         logs=args.logs, max_users=args.max_users, window=args.window, race_lab=not args.no_race_lab,
         redact=args.redact, redact_workspaces=args.redact_workspaces, timeouts=_timeouts(args),
+        demo="production" if args.demo_production else "audit", as_of_command=args.as_of_command,
+        as_of_since=args.as_of_since, as_of_precision=args.as_of_precision,
     )
     print("\n".join(result.lines()))
     return 0
@@ -356,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="start the embedded server, load the demo incident, render the full report")
     p.add_argument("--out", metavar="DIR", help="reports directory (default: reports/)")
     p.add_argument("--date", metavar="YYYY-MM-DD", help="the report's date (default: today, UTC)")
+    p.add_argument("--production", action="store_true",
+                   help="the same incident as production is: no audit table; the verdicts come from the server "
+                        "log, the access log and point-in-time snapshots")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("diagnose", help="the diagnosis figures, foreign keys and offending samples")
@@ -390,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redact", action="store_true",
                    help="replace user ids and e-mail addresses with stable pseudonyms in every artifact")
     p.add_argument("--redact-workspaces", action="store_true", help="pseudonymise workspace ids too")
+    _add_as_of(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("timeline", help="one user's events, failed logins and verdicts")

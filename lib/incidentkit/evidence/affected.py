@@ -29,7 +29,7 @@ from . import registry
 from .history import foreign_key, judge_failures
 from .inputs import check_window
 from .logs import DEFAULT_CONSTRAINT, ForeignKey, LogFailure, LogScan, merge_failures, scan_logs
-from .model import Judged
+from .model import STRENGTHS, Judged
 from .sources import gather
 
 
@@ -165,9 +165,13 @@ class Affected:
 
     def headline(self) -> dict[str, Any]:
         """The figures a report's index keeps: failure count, affected users, counts per verdict."""
+        strengths = {s: 0 for s in STRENGTHS}
+        for j in self.failures:
+            strengths[j.evidence_strength] = strengths.get(j.evidence_strength, 0) + 1
         return {"failures": len(self.failures),
                 "users": sorted({j.user_id for j in self.failures if j.user_id}),
-                "by_verdict": self.by_verdict()}
+                "by_verdict": self.by_verdict(), "by_strength": strengths,
+                "deletion_sources": list(self.deletion_sources or [self.deletion_source])}
 
     def text(self) -> str:
         """Plain text for the terminal: counts per verdict, then each failure with its evidence."""

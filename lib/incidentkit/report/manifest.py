@@ -49,6 +49,9 @@ def build(*, parameters: dict[str, Any], notebooks: Iterable[Any], diagnosis=Non
                          "first_failure": iso_utc(min(times)) if times else None,
                          "last_failure": iso_utc(max(times)) if times else None}
         out["lines_skipped"] = affected.skipped_lines
+        out["constraint"] = affected.constraint
+        out["deletion_sources"] = list(getattr(affected, "deletion_sources", None) or [affected.deletion_source])
+        out["outside_evidence"] = dict(getattr(affected, "outside", None) or {})
     out["logs"] = logs
     figures: dict[str, Any] = {}
     if diagnosis is not None:

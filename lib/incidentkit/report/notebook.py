@@ -30,19 +30,39 @@ RECORD_MIME = "application/vnd.incidentkit.record+json"
 SHARE_ENV = "INCIDENTKIT_RUN_SHARE"
 
 
-def connect(database_url_env: str = "", schema_map: str = "", timeouts: dict[str, int] | None = None) -> Database:
-    """The database a notebook reads: ``$<database_url_env>``, or the demo when empty.
+def connect(database_url_env: str = "", schema_map: str = "", timeouts: dict[str, int] | None = None,
+            demo: str = "audit") -> Database:
+    """The database a notebook reads: ``$<database_url_env>``, or the demo when empty (``demo =
+    "production"``: the demo incident as production is, with no audit table).
 
     ``timeouts`` are the per-transaction limits in milliseconds (``statement_ms``, ``lock_ms``,
     ``idle_in_transaction_ms``), as ``incidentkit report`` passes them; the defaults otherwise."""
     from ..config import Timeouts
+    from ..exceptions import ConfigError
 
     _inline_figures()
     schema = SchemaMap.load(schema_map or None)
     limits = Timeouts(**{k: int(v) for k, v in (timeouts or {}).items()})
     if database_url_env:
         return Database.from_env(database_url_env, schema=schema, timeouts=limits)
-    return Database.demo(schema=schema, timeouts=limits)
+    if demo not in DEMOS:
+        raise ConfigError(f"demo must be one of {', '.join(DEMOS)} (got {demo!r})")
+    return Database.demo(production=demo == "production", schema=schema, timeouts=limits)
+
+
+#: The demo's two forms: the incident with its audit table, and as production is (without one).
+DEMOS = ("audit", "production")
+#: The environment variable a report run puts the as-of command in (never a notebook parameter).
+AS_OF_ENV = "INCIDENTKIT_AS_OF_COMMAND"
+
+
+def as_of_command(as_of_command_env: str = "") -> str | None:
+    """The as-of command a notebook uses: the one in ``$<as_of_command_env>`` (the command may
+    carry a project id or a token, so notebooks receive only the variable's name), else None:
+    no probes, or the demo's own snapshots on the demo as production is."""
+    import os
+
+    return (os.environ.get(as_of_command_env) or None) if as_of_command_env else None
 
 
 def _inline_figures() -> None:
@@ -266,3 +286,49 @@ def kept(name: str, folder: Path | None = None) -> Any:
         return None
     with open(path, "rb") as fh:
         return pickle.load(fh)  # noqa: S301 - written by this run's own kernels, in its private folder
+
+
+# -- the investigation desk: the kit's errors read like the CLI's ------------------------------
+#: The longest error line a notebook shows (as the CLI's ``ERROR_LINE_LIMIT``).
+ERROR_LINE_LIMIT = 500
+
+
+def error_line(exc: BaseException) -> str:
+    """``error: <message>``: one line, credentials scrubbed, as the CLI prints a kit error."""
+    from ..config import DEFAULT_URL_ENV
+    from ..text import conninfo_parts, one_line, scrub_secrets
+
+    secrets = []
+    url = os.environ.get(DEFAULT_URL_ENV, "")
+    if url:
+        secrets.append(url)
+        try:
+            secrets.append(conninfo_parts(url).get("password", ""))
+        except ValueError:
+            pass
+    return f"error: {one_line(scrub_secrets(exc, [s for s in secrets if s]), ERROR_LINE_LIMIT)}"
+
+
+def _show_kit_error(shell, etype, value, tb, tb_offset=None):  # noqa: ARG001 - IPython's handler signature
+    """IPython's custom exception handler: shows the error with a one-line traceback, ``error: ...``
+    (in Jupyter an ``error`` output; in a terminal, that line). The cell still fails (the kernel
+    replies ``error`` with the exception's name and value), so papermill and nbval stop at it."""
+    stb = [error_line(value)]
+    shell._showtraceback(etype, value, stb)
+    return stb
+
+
+def desk() -> None:
+    """In a notebook's first code cell: the kit's own errors (:class:`IncidentKitError`) show as one
+    line, ``error: <message>``, like the CLI's, instead of a traceback; any other exception keeps
+    its traceback. The cell still fails, so Run All, papermill and nbval stop there. Outside
+    IPython it does nothing."""
+    from ..exceptions import IncidentKitError
+
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((IncidentKitError,), _show_kit_error)

@@ -449,11 +449,14 @@ def render_report(runs: list[NotebookRun], out_dir: str | Path | None = None, da
 
 
 def base_parameters(database_url_env: str = "", schema_map: str = "",
-                    timeouts: config.Timeouts | None = None) -> dict[str, Any]:
+                    timeouts: config.Timeouts | None = None, demo: str = "audit") -> dict[str, Any]:
     """Parameters every notebook takes: the *name* of the URL's variable (never the URL), the
-    schema map as an absolute path, and the per-transaction limits in milliseconds."""
+    schema map as an absolute path, the per-transaction limits in milliseconds, and for the demo
+    which form of it (``audit``, or ``production``: without an audit table)."""
     out: dict[str, Any] = {"database_url_env": database_url_env or "",
                            "schema_map": str(Path(schema_map).expanduser().absolute()) if schema_map else ""}
+    if not database_url_env and demo != "audit":
+        out["demo"] = demo
     if timeouts is not None:
         out["timeouts"] = {"statement_ms": timeouts.statement_ms, "lock_ms": timeouts.lock_ms,
                            "idle_in_transaction_ms": timeouts.idle_in_transaction_ms}
@@ -492,7 +495,9 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
                show_code: bool = False, logs: list[str] | None = None, max_users: int = config.DEFAULT_MAX_USERS,
                window: float = config.DEFAULT_WINDOW_SECONDS, race_lab: bool = True, redact: bool = False,
                redact_workspaces: bool = False, timeouts: config.Timeouts | None = None,
-               progress: Callable[[str], None] | None = None) -> ReportResult:
+               progress: Callable[[str], None] | None = None, demo: str = "audit",
+               as_of_command: str | None = None, as_of_since: float = config.DEFAULT_AS_OF_SINCE_SECONDS,
+               as_of_precision: float = config.DEFAULT_AS_OF_PRECISION_SECONDS) -> ReportResult:
     """The full report for a database (the demo when ``database_url_env`` is empty), each
     analysis computed once.
 
@@ -501,22 +506,35 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
     planned from the affected users the previous notebook kept; the race lab. The incident
     document (``00-postmortem``) runs last and is assembled from the results they kept, so its
     every figure is the one the detail notebook shows. ``run.json`` and ``evidence/`` are
-    written from the same results."""
+    written from the same results.
+
+    ``as_of_command`` (point-in-time probes) reaches the kernels through the environment
+    (``notebook.AS_OF_ENV``), never as a parameter: a command may carry a token."""
     from ..evidence.redact import Redactor
+    from .notebook import AS_OF_ENV
 
     date = parse_date(date)
     out = _writable_out(Path(out_dir) if out_dir else config.reports_dir())
-    params = base_parameters(database_url_env, schema_map, timeouts)
+    params = base_parameters(database_url_env, schema_map, timeouts, demo)
+    evidence_params: dict[str, Any] = {}
+    if as_of_command:
+        from ..evidence.asof import AsOfCommand
+
+        AsOfCommand(as_of_command)  # refused here, before any notebook runs, when it is malformed
+        evidence_params = {"as_of_command_env": AS_OF_ENV, "as_of_since": as_of_since,
+                           "as_of_precision": as_of_precision}
     given_logs = [str(p) for p in (logs or [])]
     logs = _resolved_logs(logs)
     redactor = Redactor.new(workspaces=redact_workspaces) if (redact or redact_workspaces) else None
     run = _Run(out, date, show_code, redactor, progress or progress_printer())
+    if as_of_command:
+        run.env[AS_OF_ENV] = as_of_command
     try:
         # Stage 1: the analyses that need nothing but the database (and the logs), side by side.
         first = [diagnosis_run(params)]
         if logs or not database_url_env:  # the demo database has its own log
             first.append(NotebookRun(notebook_path("02-affected-users.ipynb"), "02-affected-users",
-                                     {**params, "logs": logs, "window_seconds": window},
+                                     {**params, "logs": logs, "window_seconds": window, **evidence_params},
                                      "Affected users: every failed login and its verdict"))
         if race_lab:
             first.append(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {},
@@ -525,7 +543,7 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
         diagnosis, found = run.kept("diagnosis"), run.kept("affected")
         race = run.kept("race_lab") if race_lab else None
         # Stage 2: one timeline per affected user, planned from what 02 kept.
-        timelines = timeline_runs(params, logs, window, affected_users(found), max_users)
+        timelines = timeline_runs({**params, **evidence_params}, logs, window, affected_users(found), max_users)
         if timelines:
             run.execute(*timelines)
         # Stage 3: the incident document, from the results kept above.
@@ -535,7 +553,7 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
         from . import manifest
 
         facts = manifest.build(
-            parameters={**params, "logs": given_logs, "window_seconds": window, "max_users": max_users,
+            parameters={**params, **evidence_params, "logs": given_logs, "window_seconds": window, "max_users": max_users,
                         "race_lab": race_lab, "redact": bool(redactor), "show_code": show_code},
             notebooks=sorted(run.executed, key=lambda r: r.name), diagnosis=diagnosis, affected=found, race=race,
             started_at=run.started_at, finished_at=manifest.now(), date=date)
@@ -544,9 +562,10 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
         run.close()
 
 
-def render_demo(out_dir=None, date: str | None = None) -> ReportResult:
-    """``incidentkit demo``: start the embedded server, load the demo if needed, render everything."""
-    from ..db.demo import ensure_demo
+def render_demo(out_dir=None, date: str | None = None, demo: str = "audit") -> ReportResult:
+    """``incidentkit demo``: start the embedded server, load the demo if needed, render everything
+    (``demo="production"``: the same incident as production is, without an audit table)."""
+    from ..db.demo import ensure_demo, ensure_production_demo
 
-    ensure_demo()
-    return render_for("", "", out_dir, date)
+    ensure_production_demo() if demo == "production" else ensure_demo()
+    return render_for("", "", out_dir, date, demo=demo)
