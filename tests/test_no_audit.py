@@ -283,3 +283,22 @@ def test_the_cli_end_to_end_and_its_bad_inputs(scene, capsys, monkeypatch, tmp_p
                               "--as-of-command", command)
         assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
         assert "hunter2" not in err and "127.0.0.1:1" not in err
+
+
+def test_a_full_report_on_the_mapped_database_without_audit(scene, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("IK_NOAUDIT_URL", scene["url"])
+    code = cli.main(["report", "--database-url-env", "IK_NOAUDIT_URL", "--schema-map", str(scene["schema_file"]),
+                     "--logs", str(scene["server_logs"]), str(scene["app_log"]), "--window", "1",
+                     "--no-race-lab", "--max-users", "2", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    [folder] = [p for p in tmp_path.iterdir() if p.is_dir() and p.name[:4].isdigit()]
+    run = json.loads((folder / "run.json").read_text())
+    assert run["deletion_sources"] == ["server_log", "app_log"] and run["constraint"] == scene["fk"]
+    affected_fig = run["figures"]["affected"]
+    assert affected_fig["failures"] == 5  # each failure once, though each is in three server logs
+    assert affected_fig["by_strength"] == {"recorded": 3, "bracketed": 0, "inferred": 0, "none": 2}
+    page = (folder / "02-affected-users.md").read_text()
+    assert "server_log" in page and "app_log" in page and "recorded" in page
+    deletions = (folder / "evidence" / "deletions.txt").read_text()
+    assert "DELETE in the server log" in deletions and "application log event" in deletions

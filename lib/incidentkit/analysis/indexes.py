@@ -59,11 +59,11 @@ def _wanted(m) -> list[dict]:
 
 def index_advice(db) -> list[IndexAdvice]:
     """For each index the kit relies on: present or not, and for a missing one its cost and statement."""
-    m = db.schema
-    wanted = _wanted(m)
-    tables = sorted({(w["table"].schema, w["table"].name) for w in wanted})
     out: list[IndexAdvice] = []
     with db.read() as r:
+        m = db.schema.check(r)  # without its (unasked-for) audit table, no audit index is wanted
+        wanted = _wanted(m)
+        tables = sorted({(w["table"].schema, w["table"].name) for w in wanted})
         existing = queries.index_definitions(r, tables)
         for w in wanted:
             t = w["table"]

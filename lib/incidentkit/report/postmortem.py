@@ -80,13 +80,13 @@ class Postmortem:
             span = (f"at {_when(first)}" if first == last else f"between {_when(first)} and {_when(last)}")
             out.append(f"**What failed.** {_plural(len(self.failures), 'login')} of "
                        f"{_plural(len(self.users), 'user')} failed {span}: PostgreSQL rejected the insert of the "
-                       f"user row on `users_primary_workspace_id_workspaces_id_fk`, and the app answered 500.")
+                       f"user row on `{self.constraint}`, and the app answered 500.")
             top = max(self.by_verdict().items(), key=lambda kv: kv[1])
             out.append(f"**Why.** {top[1]:,} of {len(self.failures):,} failed because "
-                       f"{registry.meaning(top[0])} (`{top[0]}`).")
+                       f"{registry.meaning(top[0])} (`{top[0]}`)." + self._how_known(top[0]))
         elif self.logs_given:
             out.append(f"**What failed.** The logs given ({_plural(len(self.affected.files), 'file')}) hold no "
-                       "failure on `users_primary_workspace_id_workspaces_id_fk`.")
+                       f"failure on `{self.constraint}`.")
         else:
             out.append("**What failed.** No logs were given, so the failed logins are not known to this report; "
                        "run it with `--logs`.")
@@ -99,6 +99,26 @@ class Postmortem:
             out.append(f"**The fix.** Of {_plural(len({c.strategy for c in self.race}), 'strategy', 'strategies')} "
                        f"run against the race, `{rec.name}` closes it at the least cost; see *The fix* below.")
         return "\n\n".join(out)
+
+    @property
+    def constraint(self) -> str:
+        from ..evidence.logs import DEFAULT_CONSTRAINT
+
+        return getattr(self.affected, "constraint", None) or DEFAULT_CONSTRAINT
+
+    def _how_known(self, verdict: str) -> str:
+        """`` Evidence: recorded, from the server log (1).``: how strong the verdict's evidence is, and where from."""
+        mine = [f for f in self.failures if f.verdict == verdict]
+        strengths = sorted({getattr(f, "evidence_strength", "none") for f in mine} - {"none"})
+        sources: dict[str, int] = {}
+        for f in mine:
+            d = getattr(f, "deletion", None)
+            if d is not None:
+                sources[d.origin] = sources.get(d.origin, 0) + 1
+        if not strengths:
+            return ""
+        where = ", ".join(f"`{k}` ({v:,})" for k, v in sources.items())
+        return f" Evidence: {', '.join(strengths)}" + (f", from {where}" if where else "") + "."
 
     def impact_md(self) -> str:
         if not self.failures:
@@ -173,8 +193,14 @@ class Postmortem:
         elif source == "soft_delete":
             lines.append("- Deletions were dated from the soft-delete column; keep it written on every deletion.")
         else:
-            lines.append("- Install the audit trigger (`03_audit_trigger.sql`): without a deletion source this "
-                         "report could not date deletions, and verdicts stay `insufficient_evidence`.")
+            used = [x for x in (getattr(self.affected, "deletion_sources", None) or []) if x != "none"]
+            if used:
+                lines.append(f"- No audit table: this report dated deletions from {', '.join(f'`{x}`' for x in used)}. "
+                             "Logs cover only their own time; install the audit trigger (`03_audit_trigger.sql`) "
+                             "for a complete history, or keep `log_statement = 'mod'` and the as-of command.")
+            else:
+                lines.append("- Install the audit trigger (`03_audit_trigger.sql`): without a deletion source this "
+                             "report could not date deletions, and verdicts stay `insufficient_evidence`.")
         if self.failures:
             lines.append(f"- Alert on the error itself: {_plural(len(self.failures), 'failure')} reached users as "
                          "a 500 before anyone looked.")
@@ -193,8 +219,9 @@ class Postmortem:
                       "a failure in them would be missing here.")
         if not self.logs_given:
             qs.append("- Which logins failed? No logs were given.")
-        if self.affected and self.affected.deletion_source == "none":
-            qs.append("- When were workspaces deleted? The database has no deletion source.")
+        if self.affected and (getattr(self.affected, "deletion_sources", None) or ["none"]) == ["none"]:
+            qs.append("- When were workspaces deleted? No deletion source: no audit table, no server log "
+                      "statements, no application events, no point-in-time probes.")
         if not self.race:
             qs.append("- Does the chosen fix close the race? The race lab was not run.")
         return "\n".join(qs) if qs else "None: the evidence decided every failure in this report."
