@@ -236,6 +236,18 @@ def cmd_report(args) -> int:
 
 
 def cmd_timeline(args) -> int:
+    if args.constraint is not None:
+        from .evidence.generic import key_timeline
+
+        t = key_timeline(_database(args), args.constraint, [args.user_id, *args.key], logs_paths=args.logs or None,
+                         window=args.window, **_as_of(args))
+        if args.json:
+            _print_json(t.to_dict())
+        else:
+            print(t.text())
+        return 0
+    if args.key:  # as without KEY...: stray arguments (never echoed when they look like credentials)
+        _Parser(prog="incidentkit timeline").error(_UNRECOGNIZED + " ".join(args.key))
     from .evidence import user_timeline
 
     t = user_timeline(_database(args), args.user_id, logs=args.logs or None, window=args.window, **_as_of(args))
@@ -247,6 +259,18 @@ def cmd_timeline(args) -> int:
 
 
 def cmd_affected(args) -> int:
+    if args.constraint is not None or args.error is not None or args.all_constraints:
+        from .evidence.generic import affected_any
+
+        if args.error == "-":  # a multi-line paste, from stdin
+            args.error = sys.stdin.read()
+        a = affected_any(_database(args), args.logs or None, constraint=args.constraint, error=args.error,
+                         window=args.window, **_as_of(args))
+        if args.json:
+            _print_json(a.to_dict())
+        else:
+            print(a.text())
+        return 0
     from .evidence import affected
 
     # Without --logs the library takes the demo's own log on the demo, and refuses elsewhere.
@@ -259,6 +283,8 @@ def cmd_affected(args) -> int:
 
 
 def cmd_race(args) -> int:
+    if args.constraint is not None or args.error is not None:
+        return _race_constraint(args)
     from .racelab import run_race_lab
 
     if args.scratch_url is not None:
@@ -276,6 +302,31 @@ def cmd_race(args) -> int:
         print(frame_to_markdown(matrix_frame(results)))
         print()
         print("\n".join(conclusions(results)))
+    return 0
+
+
+def _race_constraint(args) -> int:
+    """``race --constraint NAME`` / ``--error TEXT``: the definitions read from the database named by
+    ``--database-url-env`` (one read-only snapshot), the race run on a scratch copy of its own."""
+    from .analysis.constraints import parse_error
+    from .db.connection import Database
+    from .racelab import generic_summary, generic_text, run_generic_race_lab
+
+    if args.scratch_url is not None:
+        raise ConfigError("--scratch-url is not used with --constraint/--error: the lab builds its scratch copy "
+                          "on the embedded server")
+    target: Any = args.constraint
+    if args.error is not None:
+        parsed = parse_error(sys.stdin.read() if args.error == "-" else args.error)
+        if args.constraint and args.constraint != parsed.constraint:
+            raise ConfigError(f"the constraint {args.constraint!r} is not the one the error names "
+                              f"({parsed.constraint!r})")
+        target = parsed
+    results = run_generic_race_lab(target, Database.from_env(args.database_url_env))
+    if args.json:
+        _print_json({"summary": generic_summary(results), "cells": [r.to_dict() for r in results]})
+    else:
+        print(generic_text(results))
     return 0
 
 
@@ -400,10 +451,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("timeline", help="one user's events, failed logins and verdicts")
     p.add_argument("user_id", metavar="USER_ID")
+    p.add_argument("key", nargs="*", metavar="KEY",
+                   help="with --constraint: USER_ID KEY... are the key's values, in its columns' order")
     _add_target(p)
     p.add_argument("--logs", nargs="+", metavar="PATH")
     p.add_argument("--window", type=_positive_seconds, default=config.DEFAULT_WINDOW_SECONDS, metavar="S")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--constraint", metavar="NAME",
+                   help="any foreign key: the timeline of one key of it (incidentkit timeline --constraint NAME "
+                        "VALUE [VALUE...])")
     _add_as_of(p)
     p.set_defaults(func=cmd_timeline)
 
@@ -412,6 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", nargs="+", metavar="PATH")
     p.add_argument("--window", type=_positive_seconds, default=config.DEFAULT_WINDOW_SECONDS, metavar="S")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--constraint", metavar="NAME",
+                   help="any foreign key, by its constraint name: its violations in --logs, each with a verdict")
+    p.add_argument("--error", metavar="TEXT", help="any foreign key, from its violation's error text as pasted "
+                                                   "(message and Detail line; - reads it from stdin)")
+    p.add_argument("--all-constraints", action="store_true",
+                   help="every foreign-key violation in --logs, grouped by constraint, each with a verdict")
     _add_as_of(p)
     p.set_defaults(func=cmd_affected)
 
@@ -419,6 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--scratch-url", metavar="URL",
                    help="another scratch server's database (refused if it holds tables the lab did not create)")
+    p.add_argument("--constraint", metavar="NAME",
+                   help="race any foreign key: insert a referencing row while its referenced row is deleted, on a "
+                        "scratch copy of the two tables built from the database's catalog (only read)")
+    p.add_argument("--error", metavar="TEXT", help="the foreign key named by this violation's error text, as pasted "
+                                                   "(- reads it from stdin)")
+    p.add_argument("--database-url-env", metavar="NAME", default=config.DEFAULT_URL_ENV,
+                   help="with --constraint/--error: the variable holding the URL whose catalog is read "
+                        "(default: DATABASE_URL)")
     p.set_defaults(func=cmd_race)
 
     p = sub.add_parser("remediation", help="write the remediation SQL files for review")

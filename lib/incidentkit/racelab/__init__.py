@@ -35,6 +35,15 @@ from .analysis import (
 )
 from .cells import INTERLEAVING_DESCRIPTIONS, INTERLEAVINGS, OUTCOMES, CellResult
 from .driver import run_race_lab
+from .generic import (
+    GENERIC_STRATEGIES,
+    GenericStrategy,
+    RaceDefinitions,
+    generic_conclusions,
+    generic_summary,
+    generic_text,
+    run_generic_race_lab,
+)
 from .remediation import fix_markdown, render_remediation, write_remediation
 from .safety import target_description
 from .sql import REMEDIATION_FILES
@@ -45,4 +54,6 @@ __all__ = [
     "CellResult", "Strategy", "Verdict",
     "run_race_lab", "matrix_frame", "styled_matrix", "waits_frame", "conclusions", "recommended",
     "verdicts", "render_remediation", "write_remediation", "fix_markdown", "summary", "target_description",
+    "GENERIC_STRATEGIES", "GenericStrategy", "RaceDefinitions", "run_generic_race_lab", "generic_summary",
+    "generic_conclusions", "generic_text",
 ]

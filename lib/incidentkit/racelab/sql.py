@@ -121,3 +121,71 @@ SQL_DROP_OWN_TABLES = """
 """
 SQL_DROP_AUDIT = "drop schema if exists audit cascade"
 SQL_CURRENT_DATABASE = "select current_database()"
+
+# -- the race lab for any foreign key (racelab.generic) --------------------------------------------
+# Catalog reads (on the source database, inside its read-only snapshot) and the statement shapes of
+# the generic lab. The shapes' identifiers and casts are filled in with psycopg.sql composition
+# (``{table}``, ``{columns}``...: quoted identifiers; ``{values}``: bound ``%(name)s::type``).
+
+#: The two tables' oids from their qualified (quoted) names.
+SQL_GENERIC_TABLE_OIDS = """
+    select to_regclass(%(table)s)::oid::bigint as table_oid,
+           to_regclass(%(referenced)s)::oid::bigint as referenced_oid
+"""
+#: Every column of the given tables, in order: its type as ``format_type`` writes it, NOT NULL,
+#: whether it is generated, and what the type is made of (domains resolved to their base type).
+SQL_GENERIC_COLUMNS = """
+    select a.attrelid::bigint as relid, a.attnum::int as attnum, a.attname::text as name,
+           format_type(a.atttypid, a.atttypmod) as declared_type,
+           format_type(coalesce(nullif(t.typbasetype, 0), t.oid),
+                       case when t.typtype = 'd' then t.typtypmod else a.atttypmod end) as type,
+           a.attnotnull as not_null, a.attgenerated::text as generated,
+           coalesce(bt.typtype, t.typtype)::text as typtype,
+           coalesce(bt.typcategory, t.typcategory)::text as category,
+           coalesce(btn.nspname, tn.nspname)::text as type_schema,
+           array(select e.enumlabel::text from pg_enum e
+                  where e.enumtypid = coalesce(bt.oid, t.oid) order by e.enumsortorder) as enum_labels
+      from pg_attribute a
+      join pg_type t on t.oid = a.atttypid
+      join pg_namespace tn on tn.oid = t.typnamespace
+      left join pg_type bt on bt.oid = nullif(t.typbasetype, 0)
+      left join pg_namespace btn on btn.oid = bt.typnamespace
+     where a.attrelid = any(%(oids)s::oid[]) and a.attnum > 0 and not a.attisdropped
+     order by a.attrelid, a.attnum
+"""
+#: The primary keys and unique constraints of the given tables, columns in key order.
+SQL_GENERIC_KEYS = """
+    select c.conrelid::bigint as relid, c.conname::text as name, c.contype::text as kind,
+           array(select a.attname::text from unnest(c.conkey) with ordinality k(attnum, i)
+                  join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.attnum order by k.i) as columns
+      from pg_constraint c
+     where c.conrelid = any(%(oids)s::oid[]) and c.contype in ('p', 'u')
+     order by c.conrelid, c.contype, c.conname
+"""
+
+# The scratch copy: schema, tables, keys, the foreign key (built from the definitions read above).
+SQL_GENERIC_CREATE_SCHEMA = "create schema if not exists {schema}"
+SQL_GENERIC_CREATE_TABLE = "create table {table} ({elements})"
+SQL_GENERIC_ADD_FOREIGN_KEY = (
+    "alter table {table} add constraint {name} foreign key ({columns}) references {referenced} ({referenced_columns})"
+    " {properties}"
+)
+
+# Each cell: fresh rows, the two sides, the state left afterwards.
+SQL_GENERIC_RESET = "truncate {tables}"
+SQL_GENERIC_INSERT = "insert into {table} ({columns}) values ({values})"
+SQL_GENERIC_CHECK_PARENT = "select 1 from {parent} where {match} limit 1"
+SQL_GENERIC_LOCK_PARENT = "select 1 from {parent} where {match} for key share"
+SQL_GENERIC_INSERT_SELECT_LOCKED = (
+    "insert into {table} ({columns}) select {values} from {parent} where {match} for key share"
+)
+SQL_GENERIC_DELETE_PARENT = "delete from {parent} where {match}"
+SQL_GENERIC_FINAL_STATE = """
+    select (select count(*) from {parent} where {parent_match}) as parent_rows,
+           (select count(*) from {child} where {child_match}) as child_rows,
+           (select array[{child_key}] from {child} where {child_match} limit 1) as child_key,
+           (select {child_key_is_parents} from {child} where {child_match} limit 1) as key_is_parents,
+           (select count(*) from {child} c
+             where {child_key_not_null}
+               and not exists (select 1 from {parent} p where {join})) as orphans
+"""
