@@ -1,11 +1,13 @@
-"""Refresh the reference outputs nbval compares (cells marked ``# NBVAL_CHECK_OUTPUT``).
+"""Refresh nbval's reference outputs (cells marked ``# NBVAL_CHECK_OUTPUT``) in tests/nbval_reference/.
 
-    python tests/refresh_outputs.py
+    python tests/refresh_outputs.py [DIR]     # DIR: another folder to write to (to compare first)
 
-Executes every notebook against the demo database (in a throwaway cache directory), keeps
-the outputs of the checked cells only, and writes the notebooks back: other cells stay
-without outputs, so the notebooks in git stay small and secret-free. Run it when a checked
-cell's output changes on purpose, and review the diff.
+Executes every shipped notebook that has checked cells against the demo database (in a
+throwaway cache directory) and writes ``tests/nbval_reference/<notebook>.ipynb``: the notebook
+with the outputs of its checked cells only (other cells without outputs). The shipped notebooks
+are only read: they hold no outputs (JupyterLab would show them as results). The root
+``conftest.py`` merges these outputs into the shipped notebooks, by cell id, when nbval checks
+them. Run it when a checked cell's output changes on purpose, and review the diff.
 """
 
 from __future__ import annotations
@@ -17,24 +19,32 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "tests" / "nbval_reference"
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    out_dir = Path(argv[0]).absolute() if argv else REFERENCE
     cache = tempfile.mkdtemp(prefix="incidentkit-refresh-")
     os.environ["INCIDENTKIT_CACHE_DIR"] = cache
     import nbformat
     import papermill
 
+    from incidentkit import config
     from incidentkit.db import embedded
     from incidentkit.report.render import _kernel_manager_class
 
+    out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")):
+        for path in sorted(config.notebooks_dir().glob("[0-9][0-9]-*.ipynb")):
             source = nbformat.read(path, as_version=4)
+            target = out_dir / path.name
             if not any("NBVAL_CHECK_OUTPUT" in c.source for c in source.cells if c.cell_type == "code"):
+                if target.exists():
+                    target.unlink()
+                    print(f"removed {target} (no checked cell left)", file=sys.stderr)
                 continue
             executed = papermill.execute_notebook(str(path), None, kernel_name="python3", progress_bar=False,
-                                                  cwd=str(path.parent), kernel_manager_class=_kernel_manager_class())
+                                                  cwd=str(path.parent), kernel_manager_class=_kernel_manager_class(Path(cache)))
             by_id = {c.get("id"): c for c in executed.cells}
             for cell in source.cells:
                 if cell.cell_type != "code":
@@ -45,8 +55,8 @@ def main() -> int:
                     cell.execution_count = ran.execution_count
                 else:
                     cell.outputs, cell.execution_count = [], None
-            nbformat.write(source, path)
-            print(f"refreshed {path.relative_to(ROOT)}", file=sys.stderr)
+            nbformat.write(source, target)
+            print(f"refreshed {target}", file=sys.stderr)
     finally:
         embedded.default_server().stop()
         shutil.rmtree(cache, ignore_errors=True)
@@ -54,4 +64,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
