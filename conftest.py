@@ -27,6 +27,7 @@ collect_ignore = [str(NBVAL_REFERENCE)]
 
 _CACHE = tempfile.mkdtemp(prefix="incidentkit-test-")
 os.environ["INCIDENTKIT_CACHE_DIR"] = _CACHE  # inherited by nbval's and papermill's kernels
+os.environ["INCIDENTKIT_STATIC"] = "1"  # nbval's kernels: the notebooks' controls fall back to the parameters
 
 
 #: Fixtures whose set-up alone takes more than a few seconds: a test that uses one is slow.

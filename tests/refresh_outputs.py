@@ -26,6 +26,7 @@ def main(argv: list[str]) -> int:
     out_dir = Path(argv[0]).absolute() if argv else REFERENCE
     cache = tempfile.mkdtemp(prefix="incidentkit-refresh-")
     os.environ["INCIDENTKIT_CACHE_DIR"] = cache
+    os.environ["INCIDENTKIT_STATIC"] = "1"  # the controls fall back to the parameters, as under nbval
     import nbformat
     import papermill
 

@@ -302,3 +302,24 @@ def test_a_full_report_on_the_mapped_database_without_audit(scene, capsys, monke
     assert "server_log" in page and "app_log" in page and "recorded" in page
     deletions = (folder / "evidence" / "deletions.txt").read_text()
     assert "DELETE in the server log" in deletions and "application log event" in deletions
+
+
+def test_the_demo_as_production_is_reaches_the_same_verdict_from_other_evidence(pg_server, capsys, tmp_path):
+    """Issue 10 item 10: ``incidentkit demo --production``: no audit table; the server log, the access
+    log and point-in-time snapshots; the notebooks show the verdict, its source and strength, and
+    the probes on the timeline."""
+    code = cli.main(["demo", "--production", "--out", str(tmp_path), "--date", "2025-10-09"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    folder = tmp_path / "2025-10-09"
+    run = json.loads((folder / "run.json").read_text())
+    assert run["parameters"]["demo"] == "production"
+    assert run["deletion_sources"] == ["server_log", "app_log", "as_of"]
+    fig = run["figures"]["affected"]
+    assert fig["failures"] == 1 and fig["by_verdict"]["concurrent_deletion"] == 1  # one failure, in two logs
+    assert fig["by_strength"]["recorded"] == 1
+    assert "Evidence: recorded, from `server_log`" in (folder / "00-postmortem.md").read_text()
+    timeline = (folder / "03-user-timeline-01.md").read_text()
+    assert "| present |" in timeline and "| absent |" in timeline  # the probes, marked
+    assert "requested by did:privy:cmepupsjwkkftpvfdaww49bkb" in timeline
+    assert "DELETE in the server log" in (folder / "evidence" / "deletions.txt").read_text()
