@@ -389,3 +389,14 @@ def test_the_embedded_servers_own_logs(pg_server, fresh_db, other_db, tmp_path):
         shutil.copy(path, tmp_path / name)
     both = scan_server_logs(tmp_path, database=db, kinds=["delete"]).events
     assert [e.ids for e in both] == expected and all(len(e.seen_in) == 3 for e in both)
+
+
+def test_two_deletions_of_a_composite_key_sharing_a_column_are_two_events(tmp_path):
+    log = tmp_path / "postgresql"
+    log.write_text(
+        "2025-10-08 09:41:27.118 UTC [101] LOG:  statement: delete from workspaces where id = "
+        "'00000000-0000-4000-8000-000000000001' and region = 'eu'\n"
+        "2025-10-08 09:41:27.412 UTC [101] LOG:  statement: delete from workspaces where id = "
+        "'00000000-0000-4000-8000-000000000001' and region = 'us'\n")
+    events = scan_server_logs(log).events
+    assert [e.key("region") for e in events] == [("eu",), ("us",)]

@@ -262,8 +262,9 @@ def scan_server_logs(
     merged: dict[tuple[Any, ...], ServerLogEvent] = {}
     for event in iter_server_log_events(paths, tables, database=database, log_line_prefix=log_line_prefix,
                                         include_failed=include_failed, kinds=kinds, stats=scan):
-        key = (event.kind, event.table, event.ids, event.keys if not event.ids else (),
-               event.logged_at.replace(microsecond=0), event.failed)
+        # every column the statement names is part of the event: two deletions on a composite key
+        # that share their first column are two events
+        key = (event.kind, event.table, event.ids, event.keys, event.logged_at.replace(microsecond=0), event.failed)
         first = merged.get(key)
         if first is None:
             merged[key] = replace(event, seen_in=((event.file, event.line),))
