@@ -396,20 +396,20 @@ class _Lab:
                 if not all(s.done for s in sides):
                     sides[0].cond.wait(_POLL_SECONDS * 5)
 
-    def run_cell(self, strategy: Strategy, interleaving: str, *,
-                 after_reset: Callable[[], None] | None = None) -> CellResult:
-        """One cell. ``after_reset`` (tests only) runs once the data are fresh, before the sides start."""
-        setup = self.reset(strategy)
-        if after_reset is not None:
-            after_reset()
+    def race(self, login_program: Callable[["_Side"], dict[str, Any]],
+             delete_program: Callable[["_Side", str], dict[str, Any]], interleaving: str,
+             name: str = "racelab") -> tuple["_Side", "_Side", float, float]:
+        """Run the two sides' programs on their connections, stepped through ``interleaving``'s
+        schedule; returns the two sides (with their results), the start time and the elapsed time.
+        A program's exception is recorded as its side's ``error`` outcome, never lost."""
         schedule, end = _SCHEDULES[interleaving]
         cond = threading.Condition()
         login = _Side("login", self.login_conn, self.pids["login"], cond)
         delete = _Side("delete", self.delete_conn, self.pids["delete"], cond)
         sides = (login, delete)
         programs: dict[str, Callable[[], dict[str, Any]]] = {
-            "login": lambda: _login_program(strategy, login),
-            "delete": lambda: _delete_program(delete, end),
+            "login": lambda: login_program(login),
+            "delete": lambda: delete_program(delete, end),
         }
 
         def run(side: _Side) -> None:
@@ -425,19 +425,29 @@ class _Lab:
 
         t0 = time.monotonic()
         deadline = t0 + CELL_TIMEOUT_SECONDS
-        threads = [threading.Thread(target=run, args=(s,), name=f"racelab-{s.name}", daemon=True) for s in sides]
+        threads = [threading.Thread(target=run, args=(s,), name=f"{name}-{s.name}", daemon=True) for s in sides]
         for t in threads:
             t.start()
         for s in sides:
             self.settle(s, sides, deadline)
         by_name = {s.name: s for s in sides}
-        for name, phase in schedule:
-            by_name[name].release(phase)
-            self.settle(by_name[name], sides, deadline)
+        for side_name, phase in schedule:
+            by_name[side_name].release(phase)
+            self.settle(by_name[side_name], sides, deadline)
         self.finish(sides, deadline)
         for t in threads:
             t.join(timeout=5)
-        elapsed = time.monotonic() - t0
+        return login, delete, t0, time.monotonic() - t0
+
+    def run_cell(self, strategy: Strategy, interleaving: str, *,
+                 after_reset: Callable[[], None] | None = None) -> CellResult:
+        """One cell. ``after_reset`` (tests only) runs once the data are fresh, before the sides start."""
+        setup = self.reset(strategy)
+        if after_reset is not None:
+            after_reset()
+        schedule, _ = _SCHEDULES[interleaving]
+        login, delete, t0, elapsed = self.race(
+            lambda side: _login_program(strategy, side), lambda side, end: _delete_program(side, end), interleaving)
         final = self.monitor.execute(SQL_FINAL_STATE, {"workspace_id": WORKSPACE_ID, "user_id": USER_ID}).fetchone()
         return make_result(strategy.name, interleaving, login, delete, final, setup, schedule, t0, elapsed, self.server)
 

@@ -42,10 +42,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from ..analysis.constraints import ForeignKeyDef, ParsedError, discover, parse_error
 from ..exceptions import ConfigError, UnsafeTarget
@@ -579,51 +577,12 @@ class _GenericLab(_Lab):
     def run_generic_cell(self, strategy: GenericStrategy, interleaving: str) -> CellResult:
         st = self.statements
         self.reset_rows()
-        schedule, end = _SCHEDULES[interleaving]
-        cond = threading.Condition()
-        login = _Side("login", self.login_conn, self.pids["login"], cond)
-        delete = _Side("delete", self.delete_conn, self.pids["delete"], cond)
-        sides = (login, delete)
-        programs: dict[str, Callable[[], dict[str, Any]]] = {
-            "login": lambda: _insert_program(strategy, st, login),
-            "delete": lambda: _delete_program(st, delete, end),
-        }
-
-        def run(side: _Side) -> None:
-            try:
-                side.result = programs[side.name]()
-            except Exception as exc:  # noqa: BLE001 - recorded, never lost
-                side.result = {"outcome": "error", "error": error_text(exc), "sqlstate": None}
-            finally:
-                with cond:
-                    side.done = True
-                    side.finished_at = time.monotonic()
-                    cond.notify_all()
-
-        t0 = time.monotonic()
-        deadline = t0 + _cell_timeout()
-        threads = [threading.Thread(target=run, args=(s,), name=f"racelab-generic-{s.name}", daemon=True)
-                   for s in sides]
-        for t in threads:
-            t.start()
-        for s in sides:
-            self.settle(s, sides, deadline)
-        by_name = {s.name: s for s in sides}
-        for name, phase in schedule:
-            by_name[name].release(phase)
-            self.settle(by_name[name], sides, deadline)
-        self.finish(sides, deadline)
-        for t in threads:
-            t.join(timeout=5)
-        elapsed = time.monotonic() - t0
+        schedule, _ = _SCHEDULES[interleaving]
+        login, delete, t0, elapsed = self.race(lambda side: _insert_program(strategy, st, side),
+                                               lambda side, end: _delete_program(st, side, end), interleaving,
+                                               name="racelab-generic")
         final = self.monitor.execute(st.final, st.final_params).fetchone()
         return _make_result(strategy, interleaving, login, delete, final, schedule, t0, elapsed, self.server, st)
-
-
-def _cell_timeout() -> float:
-    from . import driver
-
-    return driver.CELL_TIMEOUT_SECONDS
 
 
 def _make_result(strategy: GenericStrategy, interleaving: str, login: _Side, delete: _Side, final,
