@@ -48,11 +48,18 @@ devices (``/dev/zero``), sockets and other special files are refused. Each file'
 recorded (:class:`LogFileRead`: size, bytes and lines read, lines skipped, SHA-256 of the bytes
 read, computed in the same pass on a second thread).
 
-Text logs are skimmed: in a block of clean text, the lines far from any candidate (a line with
-the foreign-key error text) cannot change the result and are passed over at the byte level;
-only the lines a record needs (the latest timestamp, the last USER_LOOKBACK_LINES lines, the
-record's own) are parsed. The results, skipped-line counts included, are those of reading every
-line (``SKIM = False``); the other formats are read line by line.
+Every format is skimmed: in a block of clean UTF-8 text, while the parser holds no record open,
+the lines before the next candidate (a line with the foreign-key error text) are passed over at
+the byte level, with only what they can still change worked out: for text, the latest timestamp
+and the last USER_LOOKBACK_LINES lines (parsed); for stderr and csvlog, which lines would be
+skipped (one bytes regex over the stretch finds the few lines that are not certainly well
+formed, and those alone are decided line by line); for JSON lines and jsonlog, which lines are
+not JSON objects (each is still parsed: JSON's validity has no cheaper test). A candidate and
+the lines its record needs (``Detail:``, ``DETAIL``/``CONTEXT``/``STATEMENT``, a csvlog record's
+continuation lines) are read by the format's parser as before. The results, skipped-line
+counts and file reads included, are those of reading every line (``SKIM = False``;
+``tests/test_log_speed_equivalence.py`` compares both). :func:`scan_logs` reads several files
+holding PARALLEL_MIN_BYTES or more in worker processes, one file each, the results in file order.
 """
 
 from __future__ import annotations
@@ -366,10 +373,66 @@ def scan_logs(
     user_pattern: str | re.Pattern[str] = DEFAULT_USER_PATTERN,
     constraint: str | ForeignKey = DEFAULT_CONSTRAINT,
 ) -> LogScan:
-    """Read everything and return the failures with the skipped-line count and the files read."""
+    """Read everything and return the failures with the skipped-line count and the files read.
+
+    Several files holding PARALLEL_MIN_BYTES or more in all are scanned in PARALLEL_WORKERS
+    processes (one file each at a time); the result is the same, in the same order."""
     scan = LogScan(constraint=ForeignKey.of(constraint))
-    scan.failures.extend(iter_failures(paths, user_pattern=user_pattern, constraint=constraint, stats=scan))
+    rx = compile_user_pattern(user_pattern)
+    files = list(iter_log_files(paths))
+    workers = _parallel_workers(files)
+    if workers > 1:
+        _scan_in_processes(files, rx, scan, workers)
+    else:
+        scan.failures.extend(_iter_files(files, rx, scan.constraint, scan))
     return scan
+
+
+#: Several files are scanned in parallel when they hold this many bytes in all (and there are cores).
+PARALLEL_MIN_BYTES = 64 << 20
+#: At most this many processes scan files at once.
+PARALLEL_WORKERS = 2
+
+
+def _parallel_workers(files: list[Path]) -> int:
+    if len(files) < 2 or PARALLEL_WORKERS < 2 or not hasattr(os, "fork"):
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    total = 0
+    for path in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return 1  # let the serial scan report it
+        if not stat.S_ISREG(st.st_mode):
+            return 1  # pipes and the like: read here, as given
+        total += st.st_size
+    return min(PARALLEL_WORKERS, cores, len(files)) if total >= PARALLEL_MIN_BYTES else 1
+
+
+def _scan_one(path: Path, rx: re.Pattern[str], fk: ForeignKey) -> LogScan:
+    part = LogScan(constraint=fk)
+    part.failures.extend(_iter_files([path], rx, fk, part))
+    return part
+
+
+def _scan_in_processes(files: list[Path], rx: re.Pattern[str], scan: LogScan, workers: int) -> None:
+    """Each file scanned in a worker process; the parts joined in file order (the first error raised)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        for part in pool.map(_scan_one, files, [rx] * len(files), [scan.constraint] * len(files)):
+            scan.failures.extend(part.failures)
+            scan.skipped_lines += part.skipped_lines
+            scan.files.extend(part.files)
+            scan.file_reads.extend(part.file_reads)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # after an error, the files not begun are not read
 
 
 def iter_lines(path: str | Path, blank_lines_kept: int = 16) -> Iterator[tuple[int, str]]:
@@ -469,8 +532,8 @@ _NOT_BLANK = re.compile(rb"[^ \t\r\n]")
 _NEWLINES = b"\n" * 65536
 #: Parsers other than csvlog's see a run of blank lines as its last few lines (all they can tell).
 _BLANKS_KEPT = USER_LOOKBACK_LINES + 1
-#: Skim text logs: between candidates (lines holding the error text) pass over the lines that
-#: cannot change the result, at the byte level (see :func:`_skim`).
+#: Skim logs: between candidates (lines holding the error text) pass over the lines that cannot
+#: change the result, at the byte level (see :class:`_Skimmer`); False reads every line.
 SKIM = True
 _NEEDLE = b"violates foreign key constraint"
 #: Bytes that make a line be skipped or changed by decoding (controls, ANSI escapes): a block
@@ -639,6 +702,30 @@ class _Source(io.RawIOBase):
         self.info.bytes_read = self.done
         return n
 
+    def read_block(self, size: int) -> bytes:
+        """At most ``size`` bytes (one read: a pipe's bytes as they come), digested; ``b""`` at the end.
+        The bytes are handed to the digest thread as they are: no copy."""
+        if self.limit is not None:
+            size = min(size, self.limit - self.done)
+        if size <= 0 or self.at_end:
+            self.at_end = True
+            return b""
+        while True:
+            if self.pipe:
+                self._wait()
+            try:
+                data = os.read(self.fd, size)
+                break
+            except BlockingIOError:
+                continue
+        if not data:
+            self.at_end = True
+            return b""
+        self.digest.update(data)
+        self.done += len(data)
+        self.info.bytes_read = self.done
+        return data
+
     def finish(self) -> None:
         """Read what the scan did not need (a damaged gzip's tail) so the digest is the whole file's."""
         if not self.pipe:
@@ -667,20 +754,52 @@ def _open_log(path: Path, ctx: _Ctx) -> Iterator[Callable[[int], bytes]]:
     """
     source = _Source(path, ctx.read)
     try:
-        raw = io.BufferedReader(source, buffer_size=READ_BLOCK)
         try:
-            magic = raw.peek(2)[:2]
+            first = source.read_block(READ_BLOCK)
         except OSError:
-            magic = b""
-        if magic == _GZIP_MAGIC:
+            first = b""
+        if first[:2] == _GZIP_MAGIC:
             ctx.read.compressed = True
+            raw = io.BufferedReader(_Prefixed(first, source), buffer_size=READ_BLOCK)
             with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
                 yield gz.read1
         else:
-            yield raw.read1
+            yield _after(first, source.read_block)
         source.finish()
     finally:
         source.close()
+
+
+def _after(first: bytes, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
+    """``read``, the bytes ``first`` coming first (as one block)."""
+    pending = [first] if first else []
+
+    def read_first(size: int) -> bytes:
+        return pending.pop() if pending else read(size)
+
+    return read_first
+
+
+class _Prefixed(io.RawIOBase):
+    """A raw stream of ``first`` then the rest of ``source`` (for :class:`gzip.GzipFile`)."""
+
+    def __init__(self, first: bytes, source: _Source):
+        super().__init__()
+        self.pending, self.source = memoryview(first), source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not len(self.pending):
+            data = self.source.read_block(len(view))
+            view[:len(data)] = data
+            return len(data)
+        n = min(len(view), len(self.pending))
+        view[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
 
 
 def _decode(raw: bytes | None) -> str | None:
@@ -754,11 +873,18 @@ def _split(read: Callable[[int], bytes], ctx: _Ctx) -> Iterator[_Unit]:
             pos = 0
             skim_from = -1  # where skimming may start in this block, once known
             planned = -1  # the candidate line a skim was planned up to
+            cand = -1  # the start of the next candidate line (or end), once known
             while pos < end:
                 if ctx.idle and pos >= planned and SKIM:
+                    skimmer = _SKIMMERS[ctx.format]  # set once the format is known (before idle)
                     if skim_from < 0:
                         skim_from = _skimmable_from(data, end)
-                    resume, planned = _skim(data, pos, end) if pos >= skim_from else (pos, skim_from)
+                    if pos < skim_from:
+                        resume, planned = pos, skim_from
+                    else:
+                        if cand < pos:
+                            cand = skimmer.candidate(data, pos, end)
+                        resume, planned = skimmer.skim(data, pos, cand, end, ctx)
                     if resume > pos:
                         n += data.count(b"\n", pos, resume)
                         pos = resume
@@ -827,8 +953,20 @@ def _skim(data: bytes, pos: int, end: int) -> tuple[int, int]:
     count). So before the next candidate (or the block's end) only the last USER_LOOKBACK_LINES
     lines, and the latest timestamped line, need reading: the rest is passed over unread.
     """
-    i = data.find(_NEEDLE, pos, end)
-    target = end if i < 0 else max(data.rfind(b"\n", pos, i) + 1, pos)
+    return _skim_text(data, pos, _next_candidate(data, pos, end, (_NEEDLE,)))
+
+
+def _next_candidate(data: bytes, pos: int, end: int, needles: tuple[bytes, ...]) -> int:
+    """The start of the first line at or after ``pos`` (a line start) holding one of ``needles``; else ``end``."""
+    best = end
+    for needle in needles:
+        i = data.find(needle, pos, best)
+        if i >= 0:
+            best = i
+    return end if best == end else max(data.rfind(b"\n", pos, best) + 1, pos)
+
+
+def _skim_text(data: bytes, pos: int, target: int) -> tuple[int, int]:
     starts = 0
     tail = pos  # start of the USER_LOOKBACK_LINES-th line before the target
     stamped = -1  # start of the latest line with a timestamp before the target
@@ -846,6 +984,157 @@ def _skim(data: bytes, pos: int, end: int) -> tuple[int, int]:
     if starts < USER_LOOKBACK_LINES:
         return pos, target
     return (tail if stamped < 0 else min(tail, stamped)), target
+
+
+class _Skimmer:
+    """How the lines of one format are passed over at the byte level while its parser is idle.
+
+    ``candidate`` finds the next line that may start or make a failure record (it holds a
+    needle); ``skim`` takes the lines before it (``pos`` to ``cand``, complete clean UTF-8 lines,
+    the parser idle) and returns (where the parser must resume reading lines, up to where no
+    skim is tried again). Lines it passes over must leave the idle parser as they found it; those
+    the parser would have skipped are counted (``ctx.skip``) here.
+    """
+
+    needles: tuple[bytes, ...] = (_NEEDLE,)
+
+    def candidate(self, data: bytes, pos: int, end: int) -> int:
+        return _next_candidate(data, pos, end, self.needles)
+
+    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx) -> tuple[int, int]:
+        raise NotImplementedError
+
+
+class _TextSkimmer(_Skimmer):
+    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx) -> tuple[int, int]:
+        return _skim_text(data, pos, cand)
+
+
+def _as_parsed(raw: bytes) -> str:
+    """A clean line's text as :func:`_decode` gives it (the block is known to be clean UTF-8)."""
+    return raw.decode("utf-8").rstrip("\r\n").lstrip("\ufeff")
+
+
+class _RegexSkimmer(_Skimmer):
+    """Lines are passed over unless ``bad`` (a newline followed by a line not certainly without
+    effect: ``noop`` is sound, not complete) finds one, which :meth:`line_skipped` then decides
+    as the parser would (``None``: the parser must read it). With ``ascii_only``, a stretch
+    holding other bytes is decided line by line (the bytes pattern means what the parser's str
+    pattern means on ASCII only)."""
+
+    noop: re.Pattern[bytes]
+    bad: re.Pattern[bytes]
+    ascii_only = False
+
+    def line_skipped(self, text: str) -> bool | None:
+        raise NotImplementedError
+
+    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx) -> tuple[int, int]:
+        if self.ascii_only and not data[pos:cand].isascii():
+            return self._by_line(data, pos, cand, ctx)
+        p = pos
+        while p < cand:
+            if p == 0:
+                m = self.noop.match(data, 0, cand)
+                q = 0 if m is None else m.end()
+            else:
+                hit = self.bad.search(data, p - 1, cand)
+                q = cand if hit is None else hit.start() + 1
+            if q >= cand:
+                break
+            nl = data.index(b"\n", q, cand)
+            verdict = self.line_skipped(_as_parsed(data[q:nl + 1]))
+            if verdict is None:
+                return q, q
+            if verdict:
+                ctx.skip()
+            p = nl + 1
+        return cand, cand
+
+    def _by_line(self, data: bytes, pos: int, cand: int, ctx: _Ctx) -> tuple[int, int]:
+        p, skipped, line_skipped = pos, 0, self.line_skipped
+        for raw in data[pos:cand].split(b"\n")[:-1]:
+            verdict = line_skipped(_as_parsed(raw))
+            if verdict is None:
+                ctx.skip(skipped)
+                return p, p
+            skipped += verdict
+            p += len(raw) + 1
+        ctx.skip(skipped)
+        return cand, cand
+
+
+#: csvlog's or stderr's whitespace-only lines (as ``str.strip`` sees them).
+_BLANK_LINE_B = rb"[ \t\r\x0c]*\n"
+
+
+class _StderrSkimmer(_RegexSkimmer):
+    """An idle stderr parser (no record open) is changed by no line without the error text: a
+    line is skipped when it is not blank, not a tab continuation, and not a log line."""
+
+    ascii_only = True  # \d, \b: the same in bytes and str patterns on ASCII
+
+    def __init__(self) -> None:
+        line = (rb"(?:\t|" + _BLANK_LINE_B + rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?"
+                rb"(?: ?[+-]\d\d(?:\d\d)?\b| [A-Za-z]{1,6})?[^\n]*?\b(?:" + _PG_SEVERITIES.encode() + rb"):  )")
+        self.noop = re.compile(line)
+        self.bad = re.compile(rb"\n(?!" + line + rb")")
+
+    def line_skipped(self, text: str) -> bool | None:
+        if text.startswith("\t") or _STDERR_LINE.match(text) is not None:
+            return False
+        return bool(text.strip())
+
+
+class _CsvSkimmer(_RegexSkimmer):
+    """An idle csvlog parser (no record open) is changed by no blank line and no complete
+    one-line record of enough well-formed fields without the error text; any other line is read."""
+
+    def __init__(self) -> None:
+        field = rb'(?:"(?:[^"\n]|"")*"|[^",\r\n]*)'
+        line = (rb"(?:" + _BLANK_LINE_B + rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Za-z0-9+\-:]+"
+                rb"(?:," + field + rb"){" + str(_CSV_MIN_COLUMNS - 1).encode() + rb",}\r*\n)")
+        self.noop = re.compile(line)
+        self.bad = re.compile(rb"\n(?!" + line + rb")")
+
+    def line_skipped(self, text: str) -> bool | None:
+        return False if not text.strip() else None
+
+
+class _JsonSkimmer(_Skimmer):
+    """JSON lines are independent: an idle parser is changed by a line without the error text
+    only through the skip of a line that is not a JSON object (or array of objects). Each line
+    is parsed (:func:`json.loads`) to tell; a pg_json line whose message holds the error text
+    without the raw line holding it (``\\u`` escapes) is left to the parser."""
+
+    def __init__(self, fmt: str):
+        self.pg = fmt == "pg_json"
+
+    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx) -> tuple[int, int]:
+        loads, pg, skipped = json.loads, self.pg, 0
+        p = pos
+        for raw in data[pos:cand].split(b"\n")[:-1]:
+            text = _as_parsed(raw)
+            stripped = text.strip()
+            if stripped:
+                try:
+                    obj = loads(text if pg else stripped)  # as _parse_pg_json / _parse_jsonl read it
+                except (ValueError, RecursionError):
+                    obj = None
+                if pg:
+                    if not isinstance(obj, dict):
+                        skipped += 1
+                    elif obj.get("error_severity") in _PG_ERROR_LEVELS:
+                        message = obj.get("message")
+                        if isinstance(message, str) and _FK_MARK in message:
+                            ctx.skip(skipped)
+                            return p, p
+                elif not (isinstance(obj, dict) or (isinstance(obj, list) and obj
+                                                    and all(isinstance(r, dict) for r in obj))):
+                    skipped += 1
+            p += len(raw) + 1
+        ctx.skip(skipped)
+        return cand, cand
 
 
 def _units(path: Path, ctx: _Ctx) -> Iterator[_Unit]:
@@ -931,6 +1220,7 @@ def _file_failures(path: Path, ctx: _Ctx) -> Iterator[LogFailure]:
         yield from _parse_pg_csv(chain(head, units), ctx)
     else:
         ctx.blanks_kept = _BLANKS_KEPT
+        ctx.idle = fmt in ("jsonl", "pg_json")  # their lines are independent: never anything open
         yield from _PARSERS[fmt](chain(_expanded(head, _BLANKS_KEPT), units), ctx)
 
 
@@ -1178,27 +1468,24 @@ def _start_pg(m: re.Match[str], n: int, ctx: _Ctx) -> _PgRecord | None:
 def _parse_pg_stderr(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogFailure]:
     rec: _PgRecord | None = None
     for n, text in lines:
+        ctx.idle = False
         if text.startswith("\t"):  # continuation of a multi-line message, detail, context...
             if rec is not None and rec.last_field:
                 _absorb_pg(rec, rec.last_field, text.strip(), ctx)
-            continue
-        m = _STDERR_LINE.match(text)
-        if m is None:
+        elif (m := _STDERR_LINE.match(text)) is None:
             if text.strip():
                 ctx.skip()
-            continue
-        sev = m.group("sev")
-        key = (m.group("ts"), m.group("prefix"))
-        if sev in _PG_SECONDARY:
+        elif m.group("sev") in _PG_SECONDARY:
             if rec is not None:
-                if rec.key == key:
-                    _absorb_pg(rec, sev, m.group("msg"), ctx)
+                if rec.key == (m.group("ts"), m.group("prefix")):
+                    _absorb_pg(rec, m.group("sev"), m.group("msg"), ctx)
                 else:
                     rec.last_field = None  # another process's line: stop continuing ours
-            continue
-        if rec is not None:
-            yield _finish_pg(rec, ctx)
-        rec = _start_pg(m, n, ctx)
+        else:
+            if rec is not None:
+                yield _finish_pg(rec, ctx)
+            rec = _start_pg(m, n, ctx)
+        ctx.idle = rec is None  # no record open: lines without the error text may be skimmed
     if rec is not None:
         yield _finish_pg(rec, ctx)
 
@@ -1211,19 +1498,19 @@ _CSV_MIN_COLUMNS = 14  # up to the message; later columns vary with the version
 
 def _csv_records(units: Iterable[_Unit], ctx: _Ctx) -> Iterator[tuple[int, list[str]]]:
     """(first line, physical lines) of each record: quotes balanced, starting with a timestamp."""
-    buf: list[str] = []
+    buf: list[str] = []  # cleared, never rebound: _idle_when_empty watches it
     start = quotes = size = 0
-    for n, text in units:
+    for n, text in _idle_when_empty(units, buf, ctx):
         if not isinstance(text, str):  # a run of blank lines: part of an open record (a quoted field)
             if buf and len(buf) + text > MAX_CSV_RECORD_LINES:
                 ctx.skip(MAX_CSV_RECORD_LINES + 1)  # as line by line: cut when it grows past the limit
-                buf = []
+                buf.clear()
             elif buf:
                 buf.extend([""] * text)
             continue
         if buf and _CSV_START.match(text):
             ctx.skip(len(buf))  # the previous record was cut inside a quoted field
-            buf = []
+            buf.clear()
         if not buf:
             if not text.strip():
                 continue
@@ -1236,12 +1523,20 @@ def _csv_records(units: Iterable[_Unit], ctx: _Ctx) -> Iterator[tuple[int, list[
         size += len(text)
         if quotes % 2 == 0:
             yield start, buf
-            buf = []
+            buf.clear()
         elif size > MAX_CSV_RECORD_CHARS or len(buf) > MAX_CSV_RECORD_LINES:
             ctx.skip(len(buf))
-            buf = []
+            buf.clear()
     if buf:
         ctx.skip(len(buf))
+
+
+def _idle_when_empty(units: Iterable[_Unit], buf: list[str], ctx: _Ctx) -> Iterator[_Unit]:
+    """The units, the parser marked idle (skimmable) whenever it asks for one with no record open."""
+    for unit in units:
+        yield unit
+        ctx.idle = not buf
+    ctx.idle = False
 
 
 def _csv_row(physical: list[str]) -> list[str] | None:
@@ -1450,6 +1745,15 @@ def _parse_jsonl(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogFai
         for record in records:
             yield from _json_record_failures(record, n, ctx)
 
+
+#: The byte-level skim of each format (see :class:`_Skimmer`).
+_SKIMMERS: dict[str, _Skimmer] = {
+    "text": _TextSkimmer(),
+    "jsonl": _JsonSkimmer("jsonl"),
+    "pg_stderr": _StderrSkimmer(),
+    "pg_csv": _CsvSkimmer(),
+    "pg_json": _JsonSkimmer("pg_json"),
+}
 
 _PARSERS = {
     "text": _parse_text,

@@ -1,0 +1,219 @@
+"""Byte-level skimming finds exactly what reading every line finds (issue 13, item 1).
+
+Every format is skimmed: lines far from a candidate record (one holding the error text) are
+passed over unparsed. These tests run each scan twice, skimmed and with ``SKIM = False`` (every
+line parsed), and compare everything a scan reports: the failures, the skipped-line count and
+each file's read record (lines, bytes, SHA-256...). On every sample log (damaged ones included)
+and on generated logs of every family made of the samples' own lines mixed with the hard cases:
+needles split across read blocks, multi-line records, CRLF, BOMs, gzip, blank runs, overlong,
+binary, invalid and non-ASCII lines.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from incidentkit.evidence import logs
+from incidentkit.evidence.logs import LogScan, scan_logs
+from incidentkit.exceptions import LogReadError
+
+SAMPLES = Path(__file__).resolve().parent / "samples" / "logs"
+EVERY_SAMPLE = sorted(p for p in SAMPLES.rglob("*") if p.is_file())
+
+#: The samples each family's generated logs are made of.
+FAMILY_SAMPLES = {
+    "text": ["app/next-server.log"],
+    "jsonl": ["drains/datadog.jsonl", "drains/vercel.jsonl", "drains/app-pino.jsonl"],
+    "pg_stderr": ["postgres/postgresql", "server/postgresql"],
+    "pg_csv": ["postgres/postgresql.csv", "server/postgresql.csv"],
+    "pg_json": ["postgres/postgresql.json", "server/postgresql.json"],
+}
+FK = 'violates foreign key constraint "users_primary_workspace_id_workspaces_id_fk"'
+
+
+def both_ways(paths, monkeypatch) -> tuple[LogScan, LogScan]:
+    skimmed = scan_logs(paths)
+    with monkeypatch.context() as m:
+        m.setattr(logs, "SKIM", False)
+        full = scan_logs(paths)
+    return skimmed, full
+
+
+def assert_same(skimmed: LogScan, full: LogScan) -> None:
+    assert [f.to_dict() for f in skimmed.failures] == [f.to_dict() for f in full.failures]
+    assert skimmed.skipped_lines == full.skipped_lines
+    assert [r.to_dict() for r in skimmed.file_reads] == [r.to_dict() for r in full.file_reads]
+
+
+@pytest.mark.parametrize("sample", EVERY_SAMPLE, ids=lambda p: str(p.relative_to(SAMPLES)))
+@pytest.mark.parametrize("block", [64, 4096, 1 << 20])
+def test_every_sample_skimmed_as_read_line_by_line(monkeypatch, sample, block):
+    monkeypatch.setattr(logs, "READ_BLOCK", block)
+    assert_same(*both_ways(sample, monkeypatch))
+
+
+def test_every_sample_at_once(monkeypatch):
+    """All the samples in one scan (their order, the counts summed over files)."""
+    skimmed, full = both_ways(SAMPLES, monkeypatch)
+    assert len(full.files) == len(list(logs.iter_log_files(SAMPLES))) > 20
+    assert_same(skimmed, full)
+
+
+# -- generated logs ---------------------------------------------------------------------------------
+def hard_line(rng: random.Random, family: str) -> str:
+    """A line that is hard for a skim: damaged, cut, look-alike, odd whitespace or bytes."""
+    ts = f"2025-10-08 14:0{rng.randint(0, 9)}:{rng.randint(10, 59)}.{rng.randint(100, 999)} UTC"
+    choices = [
+        "", " \t ", "\x0c", "\u00a0\u2003", "\ufeff" + ts + " [1] LOG:  bom", "caf\u00e9 \u00fcber \u4e2d\u6587",
+        "not a log line at all", "{broken json", '{"a": 1}, {"b": 2}', "[]", "[1, 2]", '"just a string"',
+        f"error: insert or update on table \"users\" {FK[:rng.randint(3, len(FK))]}",  # cut in the needle
+        f"{ts} [9] postgres@db/web ERROR:  {FK}",  # the needle in another format's shape
+        "\tcontinued detail line", f"{ts} [7] postgres@db/web DETAIL:  Key (id)=(x) is still referenced",
+        f'{ts},"u","db",1,"h",s,1,"I",{ts},3/1,0,LOG,00000,"multi\nline ""quoted"" message",,,,,,,,,"web","client backend",,0',
+        '{"message": "insert \\u0076iolates foreign key constraint \\"users_primary_workspace_id_workspaces_id_fk\\"", '
+        '"error_severity": "ERROR", "timestamp": "2025-10-08 14:00:00.000 UTC"}',
+        '{"timestamp": "2025-10-08T14:00:01.000Z", "message": "line one\\nline two\\ncontinued"}',
+        "2025-10-08T14:00:02.000Z info user=did:privy:cmhard0001 GET /",
+        "x" * rng.randint(100, 9000),  # overlong when the limit is lowered
+    ]
+    if family == "pg_csv":
+        choices += [f'{ts},"u","db",1,"h",s,1,"I",{ts},3/1,0,ERROR,23503,"open quote never closed',
+                    f'{ts},"u","db",1,"h",s,1,LOG,"too few columns"', f'{ts},"u","bad"quote",1,2,3,4,5,6,7,8,9,0,1,2']
+    return rng.choice(choices)
+
+
+def generated_log(rng: random.Random, family: str, records: int) -> bytes:
+    """The family's samples cut into runs of lines, repeated and shuffled, with hard lines between."""
+    lines: list[str] = []
+    for name in FAMILY_SAMPLES[family]:
+        lines.extend((SAMPLES / name).read_text(encoding="utf-8", errors="replace").splitlines())
+    quiet = [x for x in lines if "violates" not in x]
+    out = (lines * (1 + 40 // len(lines)))[:40]  # a clean head: the format is sniffed right
+    while len(out) < records:
+        r = rng.random()
+        if r < 0.45:
+            k = rng.randrange(len(lines))
+            out.extend(lines[k:k + rng.randint(1, 12)])  # a run of the sample (records whole or cut)
+        elif r < 0.7:
+            out.extend(rng.choice(quiet) for _ in range(rng.randint(20, 200)))  # a stretch to skim
+        elif r < 0.97:
+            out.append(hard_line(rng, family))
+        else:
+            out.append("\n" * rng.randint(1, 60))  # a blank run
+    text = "\n".join(out) + "\n"
+    if rng.random() < 0.25:
+        text = text.replace("\n", "\r\n")
+    data = text.encode("utf-8")
+    for _ in range(rng.randint(0, 3)):  # invalid UTF-8, NUL bytes, an ANSI escape
+        k = rng.randrange(len(data))
+        data = data[:k] + rng.choice([b"\xff\xfe", b"\x00", b"\x1b[31m", b"\xc3"]) + data[k:]
+    if rng.random() < 0.3:  # no newline at the end
+        data = data.rstrip(b"\r\n") + b" tail"
+    return data
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_SAMPLES))
+@pytest.mark.parametrize("seed", range(6))
+def test_generated_logs_skimmed_as_read_line_by_line(tmp_path, monkeypatch, family, seed):
+    rng = random.Random(f"{family}-{seed}")
+    data = generated_log(rng, family, rng.randint(2000, 8000))
+    path = tmp_path / ("big.log" + (".gz" if seed % 3 == 2 else ""))
+    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    # small blocks put needles and records across block boundaries; a lowered line limit makes
+    # the long hard lines overlong (skimming needs a block no longer than the line limit)
+    block = rng.choice([97, 512, 4096, 1 << 16])
+    monkeypatch.setattr(logs, "READ_BLOCK", block)
+    monkeypatch.setattr(logs, "MAX_LINE_BYTES", max(block, rng.choice([2048, 8192, 1 << 20])))
+    skimmed, full = both_ways(path, monkeypatch)
+    assert full.file_reads[0].format == family
+    assert full.failures, "the generated log holds failures"
+    assert_same(skimmed, full)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(FAMILY_SAMPLES))
+def test_larger_generated_logs_in_one_megabyte_blocks(tmp_path, monkeypatch, family):
+    """Logs of several read blocks at the real block size (about 6 MB each)."""
+    rng = random.Random(f"large-{family}")
+    path = tmp_path / "large.log"
+    path.write_bytes(generated_log(rng, family, 60_000))
+    skimmed, full = both_ways(path, monkeypatch)
+    assert full.file_reads[0].format == family and full.file_reads[0].size > 3 * logs.READ_BLOCK
+    assert_same(skimmed, full)
+
+
+# -- the skim does skip work -------------------------------------------------------------------------
+@pytest.mark.parametrize("family", sorted(FAMILY_SAMPLES))
+def test_skimming_passes_over_lines_of_every_format(tmp_path, monkeypatch, family):
+    """Far fewer lines reach the format's parser than the file holds, the results unchanged."""
+    rng = random.Random(family)
+    lines: list[str] = []
+    for name in FAMILY_SAMPLES[family]:
+        lines.extend((SAMPLES / name).read_text(encoding="utf-8").splitlines())
+    quiet = [x for x in lines if "violates" not in x and x.strip() and "\t" not in x[:1]]
+    if family == "pg_csv":
+        quiet = [x for x in quiet if x.count('"') % 2 == 0 and x[:4].isdigit()]
+    body = lines[:40] + [rng.choice(quiet) for _ in range(20000)] + lines + [rng.choice(quiet) for _ in range(20000)]
+    path = tmp_path / "quiet.log"
+    path.write_text("\n".join(body) + "\n", encoding="utf-8")
+
+    fed = []
+
+    def counting(units):
+        for unit in units:
+            fed.append(unit)
+            yield unit
+
+    real_parser = logs._PARSERS[family]
+    monkeypatch.setitem(logs._PARSERS, family, lambda lines, ctx: real_parser(counting(lines), ctx))
+    real_csv = logs._csv_records
+    monkeypatch.setattr(logs, "_csv_records", lambda units, ctx: real_csv(counting(units), ctx))
+    skimmed = scan_logs(path)
+    seen = len(fed)
+    skimmed_fed, fed[:] = seen, []
+    with monkeypatch.context() as m:
+        m.setattr(logs, "SKIM", False)
+        full = scan_logs(path)
+    assert full.file_reads[0].format == family and full.failures
+    assert_same(skimmed, full)
+    assert skimmed_fed < len(body) // 10 < len(fed)
+
+
+# -- several files: one process each at a time ------------------------------------------------------
+def test_several_files_in_processes_as_in_one(tmp_path, monkeypatch):
+    """Scanned in worker processes, several files give what one process gives, in file order."""
+    rng = random.Random("several")
+    for i, family in enumerate(sorted(FAMILY_SAMPLES) * 2):
+        data = generated_log(rng, family, 1500)
+        name = f"{i:02d}-{family}.log" + (".gz" if i % 4 == 3 else "")
+        (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    one = scan_logs(tmp_path)
+    monkeypatch.setattr(logs, "PARALLEL_MIN_BYTES", 0)
+    assert logs._parallel_workers(list(logs.iter_log_files(tmp_path))) == min(2, len(os.sched_getaffinity(0)))
+    several = scan_logs(tmp_path)
+    assert len(one.files) == 10 and one.failures
+    assert_same(several, one)
+    assert several.files == one.files
+
+
+def test_the_first_failing_file_among_several_fails_the_scan(tmp_path, monkeypatch):
+    """An error in a worker (a file that cannot be read) is raised as a scan in one process
+    raises it: the first in file order."""
+    monkeypatch.setattr(logs, "PARALLEL_MIN_BYTES", 0)
+    for name in ("a.log", "b.log", "c.log", "d.log"):
+        (tmp_path / name).write_bytes((SAMPLES / "app/next-server.log").read_bytes())
+    real = logs._iter_files
+
+    def failing(files, rx, fk, stats):  # the workers are forked: they run this
+        if files[0].name in ("b.log", "d.log"):
+            raise LogReadError(f"cannot open log file {files[0].name}: permission denied")
+        return real(files, rx, fk, stats)
+
+    monkeypatch.setattr(logs, "_iter_files", failing)
+    with pytest.raises(LogReadError, match="b.log: permission denied"):
+        scan_logs(tmp_path)
