@@ -12,7 +12,13 @@ child process (time, peak RSS):
   database holding the audit indexes ``incidentkit.db.queries`` says the timeline wants;
 * the full report (``incidentkit.report.render.render_for``) against papermill executing the same
   notebooks bare (the floor set by kernel start-up);
-* ``incidentkit.evidence.logs.scan_logs`` over a large generated application log.
+* ``incidentkit.evidence.logs.scan_logs`` over a large generated application log;
+* issue 13 (``--only logs``): on a generated log of each family (``bench/loggen.py``: text, JSON
+  lines, PostgreSQL stderr and jsonlog; 1 GB by default), the whole ``incidentkit affected --demo``
+  process against ``grep -c`` of the error text, the same gzipped against ``zcat | grep -c``, and
+  ``incidentkit timeline --demo USER`` against ``grep -c USER``;
+* issue 13 (``--only report``): the whole ``incidentkit report --demo`` process against the
+  ``papermill`` command running a one-cell notebook.
 
 It writes a Markdown table to ``OUT/<date>-<sizes>.md`` and ``OUT/latest.md`` and prints that
 path. Progress goes to stderr on a terminal only. See bench/README.md.
@@ -40,6 +46,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import applog  # noqa: E402
 import dataset  # noqa: E402
+import loggen  # noqa: E402
 import measure  # noqa: E402
 
 TASKS = str(BENCH_DIR / "tasks.py")
@@ -51,6 +58,13 @@ TARGET_KIT_PEAK_MB = 250
 TARGET_TIMELINE_MEDIAN_MS = 50
 TARGET_TIMELINE_RATIO = 2.0
 TARGET_REPORT_RATIO = 1.3
+#: The targets of issue 13 (logs at the speed of grep, reports in seconds).
+TARGET_LOG_RATIO = 4.0  # incidentkit affected vs grep -c, whole processes
+TARGET_LOG_GZ_RATIO = 1.5  # the same gzipped vs zcat | grep -c
+TARGET_LOG_TIMELINE_RATIO = 4.0  # incidentkit timeline USER vs grep -c USER
+TARGET_LOG_PEAK_MB = 100  # the kit's memory over a log scan, whatever the file's size
+TARGET_DEMO_REPORT_RATIO = 4.0  # incidentkit report --demo vs papermill on one trivial notebook
+TARGET_REPORT_1M_SECONDS = 15.0
 #: "Memory stays flat": the largest size's peak within this factor of the smallest's.
 FLAT_MEMORY_FACTOR = 1.25
 #: The naive pandas pull is not run above this many users.
@@ -346,18 +360,163 @@ def measure_report(url: str, n: int, log_path: Path | None, max_users: int, race
     return out
 
 
-def measure_logs(data_dir: Path, big: int, say) -> list[dict]:
-    out = []
-    for size in (big // 10, big):
-        path = data_dir / f"app-{size >> 20}MB.log"
-        if not path.exists() or path.stat().st_size < size:
-            say(f"logs: writing {path} ({size >> 20} MB)")
-            applog.write_big_log(path, size)
-        say(f"logs: scan_logs over {size >> 20} MB")
+def _warm(path: Path) -> None:
+    """Read ``path`` once, so that every run after finds it in the page cache."""
+    with open(path, "rb") as fh:
+        while fh.read(1 << 24):
+            pass
+
+
+def _cli_result(m: measure.Measured) -> dict | None:
+    try:
+        return json.loads(m.stdout)
+    except ValueError:
+        return None
+
+
+#: (key, what the kit runs, what grep runs, target ratio, what is compared).
+LOG_COMPARISONS = (
+    ("affected", "`incidentkit affected --demo --logs FILE --json`", "`grep -c '{needle}' FILE`",
+     TARGET_LOG_RATIO, "every failed login with its verdict"),
+    ("affected_gz", "`incidentkit affected --demo --logs FILE.gz --json`", "`zcat FILE.gz | grep -c '{needle}'`",
+     TARGET_LOG_GZ_RATIO, "the same, gzipped"),
+    ("timeline", "`incidentkit timeline --demo USER --logs FILE`", "`grep -c USER FILE`",
+     TARGET_LOG_TIMELINE_RATIO, "one user's timeline"),
+)
+
+
+def _log_commands(key: str, path: Path, gz: Path, user: str) -> tuple[list[str], list[str]]:
+    import shlex
+
+    needle = loggen.NEEDLE
+    if key == "affected":
+        return incidentkit_cli() + ["affected", "--demo", "--logs", str(path), "--json"], ["grep", "-c", needle, str(path)]
+    if key == "affected_gz":
+        return (incidentkit_cli() + ["affected", "--demo", "--logs", str(gz), "--json"],
+                ["sh", "-c", f"zcat {shlex.quote(str(gz))} | grep -c {shlex.quote(needle)}"])
+    return incidentkit_cli() + ["timeline", "--demo", user, "--logs", str(path)], ["grep", "-c", user, str(path)]
+
+
+def _check_log_run(key: str, kit: measure.Measured, grep: measure.Measured, facts: dict) -> list[str]:
+    """What differs from the generated file's facts (nothing when both sides found what is there)."""
+    bad = []
+    if not kit.ok:
+        bad.append(f"kit exit {kit.returncode}: {kit.error()}")
+    want_grep = facts["user_lines"] if key == "timeline" else facts["error_lines"]
+    if grep.stdout.strip() != str(want_grep):
+        bad.append(f"grep counted {grep.stdout.strip() or grep.error()} (expected {want_grep})")
+    if kit.ok and key != "timeline":
+        data = _cli_result(kit)
+        found = len(data["failures"]) if data else None
+        if found != facts["failures"]:
+            bad.append(f"the kit found {found} failures (expected {facts['failures']})")
+        elif not any(f.get("user_id") == facts["incident_user"] and f.get("verdict") == "concurrent_deletion"
+                     for f in data["failures"]):
+            bad.append("the kit did not give the incident user the verdict concurrent_deletion")
+    if kit.ok and key == "timeline" and "concurrent_deletion" not in kit.stdout:
+        bad.append("the timeline does not show the incident's verdict concurrent_deletion")
+    return bad
+
+
+def measure_log_family(data_dir: Path, family: str, size: int, repeat: int, timeout: float, say) -> dict:
+    """The three comparisons of issue 13 on one generated file of ``family``: kit and grep alternately."""
+    path, facts = loggen.ensure(data_dir, family, size, say)
+    gz = loggen.ensure_gz(path, say)
+    say(f"logs: {family}: warming the page cache")
+    _warm(path)
+    _warm(gz)
+    out: dict = {"family": family, "path": path, "gz": gz, "facts": facts, "gz_bytes": gz.stat().st_size,
+                 "runs": {}, "problems": []}
+    for key, *_ in LOG_COMPARISONS:
+        kit_cmd, grep_cmd = _log_commands(key, path, gz, facts["incident_user"])
+        kits, greps, timed_out = [], [], False
+        for r in range(1, repeat + 1):
+            say(f"logs: {family}: {key} ({r}/{repeat}): kit, then grep")
+            kit = measure.run(kit_cmd, env=child_env(), timeout=timeout)
+            grep = measure.run(grep_cmd)
+            kits.append(kit)
+            greps.append(grep)
+            if kit.seconds >= timeout:  # killed: the other runs would be killed too
+                timed_out = True
+                out["problems"].append(f"{key}: the kit was stopped after {fmt_s(timeout)} (--log-timeout)")
+                break
+            for problem in _check_log_run(key, kit, grep, facts):
+                if f"{key}: {problem}" not in out["problems"]:
+                    out["problems"].append(f"{key}: {problem}")
+        out["runs"][key] = {"kit": kits, "grep": greps, "kit_cmd": kit_cmd, "grep_cmd": grep_cmd,
+                            "timed_out": timed_out}
+    return out
+
+
+def measure_logs(data_dir: Path, size: int, families: list[str], repeat: int, say, *,
+                 family_sizes: dict | None = None, timeout: float = 3600) -> dict:
+    """Every family's comparisons, then ``scan_logs`` in-process over the text family at a tenth and all of ``size``."""
+    from incidentkit.db import embedded
+
+    # --demo starts the kit's embedded server on demand (and leaves it running, as the CLI does): start it
+    # and load the demo before any clock runs. It is not stopped after: other sessions may be using it.
+    embedded.default_server().start()
+    tiny, _ = loggen.ensure(data_dir, "text", 1 << 20, say)
+    warm = measure.run(incidentkit_cli() + ["affected", "--demo", "--logs", str(tiny), "--json"], env=child_env())
+    if not warm.ok:
+        raise SystemExit(f"incidentkit affected --demo failed: {warm.error()}")
+    out: dict = {"size": size, "repeat": repeat, "families": [], "scan": [], "timeout": timeout}
+    for family in families:
+        fsize = (family_sizes or {}).get(family, size)
+        out["families"].append(measure_log_family(data_dir, family, fsize, repeat, timeout, say))
+    for s in (size // 10, size):
+        path, facts = loggen.ensure(data_dir, "text", s, say)
+        say(f"logs: scan_logs over {s >> 20} MB")
         m = run_task("scan_log", {"path": str(path)})
         if not m.ok:
             raise SystemExit(f"scan_logs failed: {m.error()}")
-        out.append({"path": path, "m": m})
+        out["scan"].append({"path": path, "m": m, "facts": facts})
+    return out
+
+
+TRIVIAL_NOTEBOOK = {
+    "cells": [{"cell_type": "code", "execution_count": None, "id": "trivial", "metadata": {}, "outputs": [],
+               "source": "1+1"}],
+    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                 "language_info": {"name": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+def measure_demo_report(tmp: str, repeat: int, say) -> dict:
+    """``incidentkit report --demo --out TMP`` (whole process) vs the ``papermill`` command on a one-cell notebook."""
+    from incidentkit.db import embedded
+
+    embedded.default_server().start()  # left running after, as the CLI leaves it
+    work = Path(tempfile.mkdtemp(prefix="demo-report-", dir=tmp))
+    nb = work / "trivial.ipynb"
+    nb.write_text(json.dumps(TRIVIAL_NOTEBOOK))
+    papermill = shutil.which("papermill")
+    pm_cmd = ([papermill] if papermill else [sys.executable, "-m", "papermill"]) + [
+        str(nb), str(work / "trivial-out.ipynb"), "-k", "python3", "--no-progress-bar"]
+    out: dict = {"kit": [], "papermill": [], "error": None, "pm_cmd": pm_cmd,
+                 "kit_cmd": incidentkit_cli() + ["report", "--demo", "--out", "TMP"]}
+    try:
+        say("report: warm-up (papermill on the trivial notebook)")
+        measure.run(pm_cmd)
+        for r in range(1, repeat + 1):
+            say(f"report: incidentkit report --demo ({r}/{repeat})")
+            dest = work / f"report-{r}"
+            kit = measure.run(incidentkit_cli() + ["report", "--demo", "--out", str(dest)], env=child_env(),
+                              tree=True)
+            if not kit.ok:
+                out["error"] = f"incidentkit report --demo failed: {kit.error()}"
+                return out
+            out["kit"].append(kit)
+            say(f"report: papermill, one trivial notebook ({r}/{repeat})")
+            pm = measure.run(pm_cmd, tree=True)
+            if not pm.ok:
+                out["error"] = f"papermill failed: {pm.error()}"
+                return out
+            out["papermill"].append(pm)
+    finally:
+        if not out["error"]:
+            shutil.rmtree(work, ignore_errors=True)
     return out
 
 
@@ -412,7 +571,10 @@ def render_markdown(ctx: dict) -> str:
     sizes, res = ctx["sizes"], ctx["results"]
     L: list[str] = []
     add = L.append
-    add(f"# incidentkit at scale: {'/'.join(label(n) for n in sizes)} users — {ctx['date']}")
+    what = (f"{'/'.join(label(n) for n in sizes)} users" if sizes
+            else " and ".join(x for x in ("logs" if ctx.get("logs") else "", "report" if ctx.get("demo_report") else "")
+                              if x))
+    add(f"# incidentkit at scale: {what} — {ctx['date']}")
     add("")
     add(f"Command: `{ctx['command']}` (took {ctx['elapsed'] / 60:.1f} min). How to read this: `bench/README.md`.")
     add("")
@@ -422,25 +584,29 @@ def render_markdown(ctx: dict) -> str:
     add(f"| cores | {mach['cores']} ({mach['usable cores']} usable) — {mach['cpu']} |")
     add(f"| memory | {mach['memory']} |")
     add(f"| OS | {mach['os']} |")
-    add(f"| PostgreSQL | {ctx['server_version']} (embedded, pgserver wheel; fsync off, shared_buffers 128MB) |")
+    if ctx["server_version"]:
+        add(f"| PostgreSQL | {ctx['server_version']} (embedded, pgserver wheel; fsync off, shared_buffers 128MB) |")
+    else:
+        add("| PostgreSQL | the kit's embedded demo server (pgserver wheel) |")
     add("| versions | " + ", ".join(f"{k} {v}" for k, v in ver.items()) + " |")
     add("")
 
     # Datasets.
-    add("## The databases")
-    add("")
-    add("Reference schema, built set-based inside PostgreSQL (`bench/dataset.py`), `VACUUM ANALYZE`d.")
-    add("")
-    add("| users | workspaces | memberships | audit rows (D) | invalid primary / orphaned memberships | size | build |")
-    add("|---|---|---|---|---|---|---|")
-    for n in sizes:
-        r = res[n]
-        f, facts = dataset.expected_figures(n), r["facts"]
-        built = "reused" if r["db"]["built_seconds"] is None else fmt_s(r["db"]["built_seconds"])
-        add(f"| {n:,} | {f['total_workspaces']:,} | {f['total_memberships']:,} | {facts['audit_rows']:,} "
-            f"({facts['audit_deletes']:,}) | {f['users_with_invalid_primary_workspace']:,} / "
-            f"{f['orphaned_memberships']:,} | {facts['bytes'] / 2**30:.2f} GiB | {built} |")
-    add("")
+    if sizes:
+        add("## The databases")
+        add("")
+        add("Reference schema, built set-based inside PostgreSQL (`bench/dataset.py`), `VACUUM ANALYZE`d.")
+        add("")
+        add("| users | workspaces | memberships | audit rows (D) | invalid primary / orphaned memberships | size | build |")
+        add("|---|---|---|---|---|---|---|")
+        for n in sizes:
+            r = res[n]
+            f, facts = dataset.expected_figures(n), r["facts"]
+            built = "reused" if r["db"]["built_seconds"] is None else fmt_s(r["db"]["built_seconds"])
+            add(f"| {n:,} | {f['total_workspaces']:,} | {f['total_memberships']:,} | {facts['audit_rows']:,} "
+                f"({facts['audit_deletes']:,}) | {f['users_with_invalid_primary_workspace']:,} / "
+                f"{f['orphaned_memberships']:,} | {facts['bytes'] / 2**30:.2f} GiB | {built} |")
+        add("")
 
     # Diagnosis.
     if any("diagnosis" in res[n] for n in sizes):
@@ -548,19 +714,90 @@ def render_markdown(ctx: dict) -> str:
         add("")
 
     # Logs.
-    if ctx.get("logs"):
+    lg = ctx.get("logs")
+    if lg and lg["families"]:
+        add("## Logs at the speed of grep")
+        add("")
+        add("Each family's generated log (`bench/loggen.py`; its size in the file column: a day of records, a "
+            "foreign-key failure every 5,000 records and the demo incident among them), read once before the "
+            "clocks so the page cache is warm. Whole processes, kit and grep run alternately, median of "
+            f"{lg['repeat']}; the kit runs against the demo database (`--demo`, its server already started), its "
+            "JSON read from a pipe. Peak RSS: the kit process's `VmHWM`. Every run is checked: grep's count and "
+            "the kit's failures must be the file's known numbers, the incident user's verdict `concurrent_deletion`.")
+        add("")
+        add("| family | file | failures | measured | kit | grep | ratio | target | result | kit peak RSS |")
+        add("|---|---|---|---|---|---|---|---|---|---|")
+        for fam in lg["families"]:
+            f = fam["facts"]
+            for key, kit_what, grep_what, target, what in LOG_COMPARISONS:
+                run = fam["runs"][key]
+                k, g = _wall(run["kit"]), _wall(run["grep"])
+                size = fam["gz_bytes"] if key == "affected_gz" else f["bytes"]
+                file = f"{size / 2**20:,.0f} MB" + (" gzip" if key == "affected_gz" else "")
+                ok = all(m.ok for m in run["kit"]) and k / g <= target and not run.get("timed_out")
+                stop = "> " if run.get("timed_out") else ""
+                add(f"| {fam['family']} | {file} | {f['failures']:,} | {what} | {stop}{fmt_s(k)} | {fmt_s(g)} | "
+                    f"{stop}{fmt_x(k / g)} | ≤ {target:g}x | {'met' if ok else '**NOT met**'} | "
+                    f"{fmt_mb(_peak(run['kit']))} |")
+        add("")
+        problems = [f"{fam['family']}: {p}" for fam in lg["families"] for p in fam["problems"]]
+        add("Checks: " + ("every run found what the files hold." if not problems else
+                          "**not every run completed with the file's numbers**: " + "; ".join(problems)))
+        add("")
+        add("Commands (FILE, USER: below):")
+        add("")
+        for key, kit_what, grep_what, *_ in LOG_COMPARISONS:
+            add(f"* {kit_what.replace('FILE', 'FILE')} vs {grep_what.format(needle=loggen.NEEDLE)}")
+        add("")
+        add("| family | FILE | lines | lines naming USER |")
+        add("|---|---|---|---|")
+        for fam in lg["families"]:
+            f = fam["facts"]
+            add(f"| {fam['family']} | `{fam['path']}` | {f['lines']:,} | {f['user_lines']} |")
+        add("")
+        add(f"USER is the demo's incident user, `{loggen.INCIDENT_USER}`. Reproduce: `{ctx['command'].strip()}` "
+            "(the files are written once into the cache and reused). A kit run still going after "
+            f"{fmt_s(lg['timeout'])} is stopped (`--log-timeout`) and shown with `>`, its other runs skipped.")
+        add("")
+    if lg and lg["scan"]:
         add("## Log parsing")
         add("")
-        add("`scan_logs` over a generated application log in the incident's text format (a failed login every "
-            "5,000 lines). Peak RSS of the process; flat across sizes means the memory is bounded.")
+        add("`scan_logs` over a generated application log in the incident's text format (`bench/loggen.py` "
+            "family `text`: a failed login every 5,000 records). Peak RSS of the process; flat across sizes "
+            "means the memory is bounded.")
         add("")
         add("| log size | time | throughput | failures found | peak RSS |")
         add("|---|---|---|---|---|")
-        for item in ctx["logs"]:
+        for item in lg["scan"]:
             m = item["m"]
             size = m.result["bytes"]
             add(f"| {size / 2**20:,.0f} MB | {fmt_s(m.result['seconds'])} | "
-                f"{size / 2**20 / m.result['seconds']:.1f} MB/s | {m.result['failures']:,} | {fmt_mb(m.peak_mb)} |")
+                f"{size / 2**20 / m.result['seconds']:.1f} MB/s | {m.result['failures']:,} "
+                f"(of {item['facts']['failures']:,}) | {fmt_mb(m.peak_mb)} |")
+        add("")
+
+    # The demo report against papermill's floor.
+    dr = ctx.get("demo_report")
+    if dr:
+        add("## The demo report in seconds")
+        add("")
+        add("`" + " ".join(Path(c).name if i == 0 else c for i, c in enumerate(dr["kit_cmd"])) + "` (whole "
+            "process; the demo server already started) vs `papermill trivial.ipynb out.ipynb -k python3` on a "
+            "notebook of one code cell, `1+1` (the floor: one kernel's start-up). Alternately, median of "
+            f"{ctx['report_repeat']}, after one warm-up papermill run. Peak RSS: the process and its kernels.")
+        add("")
+        add("| measured | time | ratio | target | result | peak RSS |")
+        add("|---|---|---|---|---|---|")
+        if dr["error"]:
+            add(f"| {dr['error']} | – | – | ≤ {TARGET_DEMO_REPORT_RATIO:g}x | **NOT met** | – |")
+        else:
+            k, p = _wall(dr["kit"]), _wall(dr["papermill"])
+            ok = k / p <= TARGET_DEMO_REPORT_RATIO
+            add(f"| `incidentkit report --demo --out TMP` | {fmt_s(k)} | {fmt_x(k / p)} | ≤ {TARGET_DEMO_REPORT_RATIO:g}x "
+                f"| {'met' if ok else '**NOT met**'} | {fmt_mb(_peak(dr['kit']))} |")
+            add(f"| papermill, one trivial notebook | {fmt_s(p)} | 1.00x | | | {fmt_mb(_peak(dr['papermill']))} |")
+        add("")
+        add("Reproduce: `python bench/run.py --only report`.")
         add("")
 
     # Targets.
@@ -569,7 +806,8 @@ def render_markdown(ctx: dict) -> str:
     add("| target | measured | result | largest costs |")
     add("|---|---|---|---|")
     for target, measured, ok, why in targets(ctx):
-        add(f"| {target} | {measured} | {verdict(ok)} | {why} |")
+        cells = (c.replace("|", "\\|") for c in (target, measured, verdict(ok), why))
+        add("| " + " | ".join(cells) + " |")
     add("")
     return "\n".join(L) + "\n"
 
@@ -582,7 +820,48 @@ def _top(costs: dict | None, k: int) -> str:
 
 
 def targets(ctx: dict) -> list[tuple[str, str, bool | None, str]]:
-    """(target, measured, passed or None, the largest costs behind it) for each target of the issue."""
+    """(target, measured, passed or None, the largest costs behind it) for each target of the issues."""
+    sizes, res = ctx["sizes"], ctx["results"]
+    rows = _db_targets(ctx) if sizes else []
+    lg = ctx.get("logs")
+    if lg and lg["families"]:
+        for key, kit_what, grep_what, target, what in LOG_COMPARISONS:
+            parts, ok = [], True
+            for fam in lg["families"]:
+                run = fam["runs"][key]
+                ratio = _wall(run["kit"]) / _wall(run["grep"])
+                ok = ok and ratio <= target and all(m.ok for m in run["kit"]) and not run.get("timed_out")
+                stop = "> " if run.get("timed_out") else ""
+                parts.append(f"{fam['family']} {stop}{fmt_x(ratio)} ({fam['facts']['bytes'] / 2**20:,.0f} MB)")
+            rows.append((f"{kit_what} ≤ {target:g}x {grep_what.format(needle='…')}", ", ".join(parts), ok, ""))
+        peaks = [(fam["family"], _peak(run["kit"])) for fam in lg["families"] for run in fam["runs"].values()]
+        worst = max(peaks, key=lambda p: p[1])
+        rows.append((f"the kit's peak memory over a log scan ≤ {TARGET_LOG_PEAK_MB} MB",
+                     f"at most {fmt_mb(worst[1])} ({worst[0]})", worst[1] <= TARGET_LOG_PEAK_MB, ""))
+    if lg and len(lg["scan"]) > 1:
+        a, b = lg["scan"][0]["m"], lg["scan"][-1]["m"]
+        rows.append((f"log parsing memory bounded ({a.result['bytes'] >> 20} MB → {b.result['bytes'] >> 20} MB; "
+                     f"within {FLAT_MEMORY_FACTOR}x)", f"{fmt_mb(a.peak_mb)} → {fmt_mb(b.peak_mb)}",
+                     b.peak_mb <= a.peak_mb * FLAT_MEMORY_FACTOR, ""))
+    dr = ctx.get("demo_report")
+    if dr:
+        if dr["error"]:
+            rows.append((f"`incidentkit report --demo` ≤ {TARGET_DEMO_REPORT_RATIO:g}x papermill on one trivial "
+                         "notebook", "failed", False, dr["error"]))
+        else:
+            ratio = _wall(dr["kit"]) / _wall(dr["papermill"])
+            rows.append((f"`incidentkit report --demo` ≤ {TARGET_DEMO_REPORT_RATIO:g}x papermill on one trivial "
+                         "notebook", f"{fmt_x(ratio)} ({fmt_s(_wall(dr['kit']))} vs {fmt_s(_wall(dr['papermill']))})",
+                         ratio <= TARGET_DEMO_REPORT_RATIO, ""))
+    rep_1m = res.get(1_000_000, {}).get("report") if sizes else None
+    if rep_1m and not rep_1m["error"]:
+        k = _wall(rep_1m["kit"])
+        rows.append((f"the 1M-user report ≤ {TARGET_REPORT_1M_SECONDS:g} s", fmt_s(k), k <= TARGET_REPORT_1M_SECONDS,
+                     ""))
+    return rows
+
+
+def _db_targets(ctx: dict) -> list[tuple[str, str, bool | None, str]]:
     sizes, res = ctx["sizes"], ctx["results"]
     rows: list[tuple[str, str, bool | None, str]] = []
     at = 1_000_000 if 1_000_000 in sizes else max(sizes)
@@ -653,13 +932,64 @@ def targets(ctx: dict) -> list[tuple[str, str, bool | None, str]]:
             text = ", ".join(f"{w} {fmt_mb(a)} → {fmt_mb(b)}" for w, a, b in mem)
             rows.append((f"memory stays flat ({span}; within {FLAT_MEMORY_FACTOR}x)", text,
                          all(b <= a * FLAT_MEMORY_FACTOR for _, a, b in mem), ""))
-    logs = ctx.get("logs")
-    if logs and len(logs) > 1:
-        a, b = logs[0]["m"], logs[-1]["m"]
-        rows.append((f"log parsing memory bounded ({a.result['bytes'] >> 20} MB → {b.result['bytes'] >> 20} MB; "
-                     f"within {FLAT_MEMORY_FACTOR}x)", f"{fmt_mb(a.peak_mb)} → {fmt_mb(b.peak_mb)}",
-                     b.peak_mb <= a.peak_mb * FLAT_MEMORY_FACTOR, ""))
     return rows
+
+
+# -- latest.md keeps what a partial run did not measure ----------------------------------------
+CARRIED = "## Earlier results, carried over"
+
+
+def _blocks(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """The text's title line and its ``## `` sections as (heading, body)."""
+    title, blocks, cur = "", [], None
+    for line in text.splitlines():
+        if line.startswith("# ") and not title:
+            title = line[2:].strip()
+        elif line.startswith("## "):
+            cur = [line[3:].strip(), []]
+            blocks.append(cur)
+        elif cur is not None:
+            cur[1].append(line)
+    return title, [(h, "\n".join(b).strip("\n")) for h, b in blocks]
+
+
+def carry_over(new: str, old: str) -> str:
+    """``new``, then the sections of ``old`` (the previous latest.md) that ``new`` does not measure, each
+    under the title of the run that measured it, so that latest.md always shows the latest of everything."""
+    _, new_blocks = _blocks(new)
+    have = {h for h, _ in new_blocks}
+    old_own, _, old_carried = old.partition("\n" + CARRIED)
+    old_title, own = _blocks(old_own)
+    keep: list[tuple[str, str, str]] = []  # (run title, heading, body)
+    for h, body in own:
+        if h == "Targets":
+            if keep:  # that run's targets, for the sections kept from it
+                keep.append((old_title, "Targets of that run", body))
+        elif h not in have:
+            keep.append((old_title, h, body))
+    if old_carried:
+        current = ""
+        for part in old_carried.split("\n### ")[1:]:
+            head, _, body = part.partition("\n")
+            if head.startswith("From: "):
+                current = head[len("From: "):]
+                continue
+            if head not in have and (head == "Targets of that run" or head not in {h for _, h, _ in keep}):
+                keep.append((current, head, body.strip("\n")))
+    # A run whose every section was measured again leaves nothing, not even its targets.
+    alive = {t for t, h, _ in keep if h != "Targets of that run"}
+    keep = [k for k in keep if k[0] in alive]
+    if not keep:
+        return new
+    out = [new.rstrip("\n"), "", CARRIED, "",
+           "Not measured by the run above: the sections below are from earlier runs, unchanged.", ""]
+    last = None
+    for title, h, body in keep:
+        if title != last:
+            out += [f"### From: {title}", ""]
+            last = title
+        out += [f"### {h}", "", body.replace("\n### ", "\n#### "), ""]
+    return "\n".join(out) + "\n"
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -683,9 +1013,20 @@ def parse_args(argv=None):
     p.add_argument("--report-users", type=int, default=3, help="incident users in the report log (default 3)")
     p.add_argument("--report-repeat", type=int, default=1, help="runs of each report measurement (default 1)")
     p.add_argument("--no-race-lab", action="store_true", help="leave the race lab out of the report")
-    p.add_argument("--log-size", type=parse_mb, default=parse_mb("200M"),
-                   help="size of the large application log (default 200M; a tenth of it is measured too)")
-    p.add_argument("--big-log", action="store_true", help="a 1G log instead")
+    p.add_argument("--report-at-scale", action="store_true",
+                   help="with --only report: also render each size's report (it needs the databases)")
+    p.add_argument("--demo-report-repeat", type=int, default=3,
+                   help="runs of incidentkit report --demo and of the trivial papermill run (default 3)")
+    p.add_argument("--log-size", type=parse_mb, default=parse_mb("1G"),
+                   help="size of each generated log (default 1G; the text family at a tenth of it too)")
+    p.add_argument("--log-families", default=",".join(loggen.FAMILIES),
+                   help=f"log families to measure (default {','.join(loggen.FAMILIES)})")
+    p.add_argument("--log-repeat", type=int, default=3, help="runs of each log measurement, median shown (default 3)")
+    p.add_argument("--log-family-size", action="append", default=[], metavar="FAMILY=SIZE",
+                   help="another size for one family, e.g. pg_stderr=100M (repeatable)")
+    p.add_argument("--log-timeout", type=float, default=900.0,
+                   help="seconds after which a kit run over a log is stopped and shown as such (default 900)")
+    p.add_argument("--big-log", action="store_true", help="(kept for old commands) the same as --log-size 1G")
     p.add_argument("--keep-server", action="store_true", help="leave the bench server running at the end")
     args = p.parse_args(argv)
     args.sizes = sorted({parse_size(s) for s in args.sizes.split(",") if s.strip()}
@@ -696,6 +1037,17 @@ def parse_args(argv=None):
         p.error(f"unknown section(s): {', '.join(sorted(bad))}")
     if args.big_log:
         args.log_size = parse_mb("1G")
+    args.log_families = [f.strip() for f in args.log_families.split(",") if f.strip()]
+    try:
+        args.log_family_sizes = {k.strip(): parse_mb(v) for k, v in (x.split("=", 1) for x in args.log_family_size)}
+    except (ValueError, argparse.ArgumentTypeError):
+        p.error("--log-family-size takes FAMILY=SIZE, e.g. pg_stderr=100M")
+    bad = (set(args.log_families) | set(args.log_family_sizes)) - set(loggen.FAMILIES)
+    if bad:
+        p.error(f"unknown log famil{'ies' if len(bad) > 1 else 'y'}: {', '.join(sorted(bad))}")
+    # The databases are built (or reused) only for what reads them.
+    if not ({"diagnosis", "timeline"} & set(args.only)) and not ("report" in args.only and args.report_at_scale):
+        args.sizes = []
     return args
 
 
@@ -709,14 +1061,15 @@ def main(argv=None) -> int:
     root = Path(args.cache_dir).expanduser() if args.cache_dir else config.cache_dir()
     data_dir = root / "bench-data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded.EmbeddedServer(root / "bench-pg", fast_unsafe=True)
-    bench_was_running = server.is_running()
-    say(f"bench server: {server.data_dir}")
-    server.start()
+    server = embedded.EmbeddedServer(root / "bench-pg", fast_unsafe=True) if args.sizes else None
+    bench_was_running = server.is_running() if server else True
+    if server:
+        say(f"bench server: {server.data_dir}")
+        server.start()
     kit_server = None
     results: dict[int, dict] = {}
     tmp = tempfile.mkdtemp(prefix="reports-", dir=data_dir)
-    log_results = None
+    log_results = demo_report = None
     try:
         if "report" in args.only and not args.no_race_lab:
             # The race lab uses the kit's own embedded server: start it before any clock runs.
@@ -744,33 +1097,45 @@ def main(argv=None) -> int:
                 r["report"] = measure_report(r["db"]["url"], n, log_path, args.report_users, not args.no_race_lab,
                                              max(1, args.report_repeat), tmp, say)
         if "logs" in args.only:
-            log_results = measure_logs(data_dir, args.log_size, say)
+            log_results = measure_logs(data_dir, args.log_size, args.log_families, max(1, args.log_repeat), say,
+                                       family_sizes=args.log_family_sizes, timeout=args.log_timeout)
+        if "report" in args.only:
+            demo_report = measure_demo_report(tmp, max(1, args.demo_report_repeat), say)
     finally:
-        if any((r.get("report") or {}).get("error") for r in results.values()):
+        if any((r.get("report") or {}).get("error") for r in results.values()) or (demo_report or {}).get("error"):
             say(f"a report failed: its notebooks are kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
         if kit_server is not None and not kit_was_running and not args.keep_server:
             kit_server.stop()
-        if not bench_was_running and not args.keep_server:
+        if server and not bench_was_running and not args.keep_server:
             say("stopping the bench server")
             server.stop()
 
     date = dt.datetime.now(dt.timezone.utc).date().isoformat()
     ctx = {
-        "sizes": args.sizes, "results": results, "date": date, "logs": log_results,
+        "sizes": args.sizes, "results": results, "date": date, "logs": log_results, "demo_report": demo_report,
         "command": "python bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "elapsed": time.monotonic() - t_start, "machine": machine(), "versions": versions(),
-        "server_version": results[args.sizes[0]]["facts"]["server_version"], "repeat": max(1, args.repeat),
+        "server_version": results[args.sizes[0]]["facts"]["server_version"] if args.sizes else None,
+        "repeat": max(1, args.repeat), "report_repeat": max(1, args.demo_report_repeat),
         "timeline_users": args.timeline_users, "timeline_budget": args.timeline_budget,
         "report_users": args.report_users,
     }
     text = render_markdown(ctx)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    target = out / f"{date}-{'-'.join(label(n) for n in args.sizes)}.md"
+    name = "-".join([label(n) for n in args.sizes] + [x for x in ("logs", "report") if x in args.only and not args.sizes])
+    target = out / f"{date}-{name}.md"
+    k = 2
+    while target.exists():  # a second run the same day keeps the first's table
+        target = out / f"{date}-{name}-{k}.md"
+        k += 1
     target.write_text(text, encoding="utf-8")
-    (out / "latest.md").write_text(text, encoding="utf-8")
+    latest = out / "latest.md"
+    if latest.exists():
+        text = carry_over(text, latest.read_text(encoding="utf-8"))
+    latest.write_text(text, encoding="utf-8")
     print(target)
     return 0
 
