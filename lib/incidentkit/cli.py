@@ -174,7 +174,8 @@ def _print_json(data: Any) -> None:
 def cmd_demo(args) -> int:
     from .report.render import render_demo
 
-    result = render_demo(out_dir=args.out, date=args.date, demo="production" if args.production else "audit")
+    result = render_demo(out_dir=args.out, date=args.date, demo="production" if args.production else "audit",
+                         constraint=args.constraint or "")
     print("\n".join(result.lines()))
     return 0
 
@@ -230,6 +231,7 @@ def cmd_report(args) -> int:
         redact=args.redact, redact_workspaces=args.redact_workspaces, timeouts=_timeouts(args),
         demo="production" if args.demo_production else "audit", as_of_command=args.as_of_command,
         as_of_since=args.as_of_since, as_of_precision=args.as_of_precision,
+        constraint=args.constraint or "", error=(sys.stdin.read() if args.error == "-" else args.error) or "",
     )
     print("\n".join(result.lines()))
     return 0
@@ -412,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--production", action="store_true",
                    help="the same incident as production is: no audit table; the verdicts come from the server "
                         "log, the access log and point-in-time snapshots")
+    p.add_argument("--constraint", metavar="NAME",
+                   help="the report of this foreign key of the demo (e.g. order_items_order_id_fkey, its second "
+                        "incident)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("diagnose", help="the diagnosis figures, foreign keys and offending samples")
@@ -446,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redact", action="store_true",
                    help="replace user ids and e-mail addresses with stable pseudonyms in every artifact")
     p.add_argument("--redact-workspaces", action="store_true", help="pseudonymise workspace ids too")
+    p.add_argument("--constraint", metavar="NAME", help="the report of any foreign key, by its constraint name "
+                                                         "(default: the mapped users -> workspaces relationship)")
+    p.add_argument("--error", metavar="TEXT", help="the report of the foreign key this violation's error text names, "
+                                                   "as pasted (- reads it from stdin)")
     _add_as_of(p)
     p.set_defaults(func=cmd_report)
 

@@ -27,6 +27,15 @@ written by a real server, see ``tools/make_demo_server_log.py``), the applicatio
 snapshots of the demo (:mod:`incidentkit.db.demo_asof`, whose as-of command is
 ``demo_as_of_command()``). Both kinds of copy are marked with the demo database they were made
 from and dropped when the demo is rebuilt (:func:`ensure_demo`).
+
+A second, unrelated incident shares the database (:func:`generate_second`, written after the
+seed's so the seed's rows, audit rows and transaction ids are what they always were; its history
+ends on 2025-10-07, before the seed's incident): a shop's
+``orders`` and ``order_items`` (foreign key ``order_items_order_id_fkey``, audited by the same
+trigger), where a cart sweeper's deletion of an empty order races the customer's first "add to
+cart". Its application log, ``data/demo-second-app.log``, is generated from the server's own
+error texts (:func:`write_second_log`). ``incidentkit report --demo --constraint
+order_items_order_id_fkey`` renders its report: nothing in the kit is wired to the seed's tables.
 """
 
 from __future__ import annotations
@@ -47,7 +56,9 @@ INCIDENT_WORKSPACE = "a7189b92-ba75-4160-8fa0-426bfe8fa33a"
 DELETED_AT = datetime(2025, 10, 8, 9, 41, 27, 118000, tzinfo=timezone.utc)
 FAILED_AT = datetime(2025, 10, 8, 9, 41, 27, 164000, tzinfo=timezone.utc)
 SEED = 20251008
-DEMO_MARK = config.DEMO_MARK
+#: The mark on a loaded demo database: the seed's incident and the second one (a demo loaded
+#: before the second incident existed carries another mark, and is rebuilt on demand).
+DEMO_MARK = f"{config.DEMO_MARK}; second incident v1"
 
 N_USERS = 179
 N_EXTRA_INVITES = 4
@@ -178,6 +189,166 @@ def generate(conn) -> dict[str, object]:
     return {"users": len(signups), "owner": owner.user_id, "sandbox_workspace": sandbox_id}
 
 
+
+# -- the second incident: an unrelated foreign key ------------------------------------------------
+#: A small shop beside the seed's tables, audited by the same trigger. Nothing in it refers to
+#: users or workspaces: it shows that the kit's generic investigation is wired to nothing.
+SECOND_SCHEMA = """
+create table orders (
+    id             bigint primary key,
+    customer_email text not null,
+    status         text not null default 'open',
+    created_at     timestamptz not null
+);
+create table order_items (
+    id         bigint primary key,
+    order_id   bigint not null,
+    sku        text not null,
+    quantity   integer not null check (quantity > 0),
+    added_at   timestamptz not null,
+    constraint order_items_order_id_fkey foreign key (order_id) references orders (id) on delete cascade
+);
+create index order_items_order_id_idx on order_items (order_id);
+create trigger orders_audit
+    after insert or update or delete on orders
+    for each row execute function audit.if_modified_func();
+create trigger order_items_audit
+    after insert or update or delete on order_items
+    for each row execute function audit.if_modified_func();
+"""
+
+SECOND_CONSTRAINT = "order_items_order_id_fkey"
+SECOND_SEED = 20251009
+N_ORDERS = 45
+ORDERS_START = datetime(2025, 10, 3, 8, 0, tzinfo=timezone.utc)
+#: The incident: the cart sweeper deletes open order 1042 (no item after an hour), and 31 ms later
+#: the customer's "add to cart" inserts its first item, which fails on the foreign key.
+SECOND_ORDER = 1042
+SECOND_DELETED_AT = datetime(2025, 10, 7, 14, 2, 11, 500000, tzinfo=timezone.utc)
+SECOND_FAILED_AT = datetime(2025, 10, 7, 14, 2, 11, 531000, tzinfo=timezone.utc)
+#: A stale cart: order 1017 was swept the day before; a browser tab still held it.
+STALE_ORDER = 1017
+STALE_DELETED_AT = datetime(2025, 10, 6, 16, 30, 0, 250000, tzinfo=timezone.utc)
+STALE_FAILED_AT = datetime(2025, 10, 7, 15, 12, 40, 877000, tzinfo=timezone.utc)
+#: An order id no order ever had (a client sent a made-up id).
+NEVER_ORDER = 9999
+NEVER_FAILED_AT = datetime(2025, 10, 7, 16, 45, 3, 90000, tzinfo=timezone.utc)
+#: What the second incident leaves in the database (orders, items), checked by the tests.
+SECOND_EXPECTED = {"orders": 43, "order_items": 76}
+
+
+def _second_events(rng: random.Random) -> list[tuple[datetime, str, tuple]]:
+    """The shop's history, in time order: orders opened, items added, empty carts swept."""
+    events: list[tuple[datetime, str, tuple]] = []
+    item_id = 1
+    for n in range(N_ORDERS):
+        order = 1001 + n
+        opened = ORDERS_START + timedelta(minutes=round(n * 105 + rng.uniform(0, 60), 3))
+        if order == SECOND_ORDER:
+            opened = SECOND_DELETED_AT - timedelta(hours=1, seconds=3)
+        events.append((opened, "open", (order, f"customer{n + 1:02d}@example.com", opened)))
+        if order in (SECOND_ORDER, STALE_ORDER):
+            continue  # no item: the sweeper removes it
+        for k in range(rng.randint(1, 3)):
+            at = opened + timedelta(seconds=round(rng.uniform(20, 1800), 3) + k)
+            events.append((at, "item", (item_id, order, f"SKU-{rng.randint(100, 999)}", rng.randint(1, 4), at)))
+            item_id += 1
+    events.append((STALE_DELETED_AT, "sweep", (STALE_ORDER,)))
+    events.append((SECOND_DELETED_AT, "sweep", (SECOND_ORDER,)))
+    events.sort(key=lambda e: e[0])
+    return events
+
+
+def generate_second(conn) -> dict[str, object]:
+    """Write the second incident (the shop's orders) into a demo database (autocommit psycopg
+    connection): every row through the real schema and audit trigger, back-dated as the seed is."""
+    rng = random.Random(SECOND_SEED)
+    for at, kind, args in _second_events(rng):
+        if kind == "open":
+            with _tx(conn, at, "shop") as cur:
+                cur.execute("insert into orders (id, customer_email, created_at) values (%s, %s, %s)", args)
+        elif kind == "item":
+            with _tx(conn, at, "shop") as cur:
+                cur.execute("insert into order_items (id, order_id, sku, quantity, added_at)"
+                            " values (%s, %s, %s, %s, %s)", args)
+        else:  # the cart sweeper deletes an open order that has no item
+            with _tx(conn, at, "cart-sweeper") as cur:
+                cur.execute("delete from orders where id = %s and status = 'open'"
+                            " and not exists (select 1 from order_items i where i.order_id = orders.id)", args)
+    return {"orders": N_ORDERS - 2}
+
+
+#: The second incident's failures: when, which order, the request id (its application log line).
+SECOND_FAILURES = (
+    (SECOND_FAILED_AT, SECOND_ORDER, "req_51c0e2a7", "customer42@example.com"),
+    (STALE_FAILED_AT, STALE_ORDER, "req_51c1f0b3", "customer17@example.com"),
+    (NEVER_FAILED_AT, NEVER_ORDER, "req_51c3a96d", "unknown"),
+)
+
+
+def provoke_second_errors(conn) -> list[tuple[str, str]]:
+    """The real error texts (message, Detail) of the second incident's failed inserts: each insert
+    is sent to the server in a transaction that is rolled back, so the database is left unchanged."""
+    import psycopg
+
+    out = []
+    for at, order, _req, _who in SECOND_FAILURES:
+        try:
+            with conn.transaction(force_rollback=True), conn.cursor() as cur:
+                cur.execute("insert into order_items (id, order_id, sku, quantity, added_at)"
+                            " values (%s, %s, %s, %s, %s)", (90000 + order, order, "SKU-404", 1, at))
+        except psycopg.errors.ForeignKeyViolation as e:
+            out.append((e.diag.message_primary or "", e.diag.message_detail or ""))
+        else:
+            raise RuntimeError(f"the insert for order {order} did not fail: is this the demo database?")
+    return out
+
+
+def second_log_text(conn) -> str:
+    """``data/demo-second-app.log``: the shop's application log around its three failures, each
+    error text exactly as the server gives it (:func:`provoke_second_errors`)."""
+    def ts(at: datetime) -> str:
+        return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+    blocks: list[tuple[datetime, list[str]]] = [
+        (SECOND_DELETED_AT - timedelta(milliseconds=40),
+         ["info  [cart-sweeper] sweeping open orders without items, idle for 1h"]),
+        (SECOND_DELETED_AT + timedelta(milliseconds=4), [f"info  [cart-sweeper] deleted order {SECOND_ORDER}"]),
+    ]
+    for (at, order, req, who), (message, detail) in zip(SECOND_FAILURES, provoke_second_errors(conn)):
+        blocks += [
+            (at - timedelta(milliseconds=97), [f"info  [shop] POST /api/cart/{order}/items start customer={who} "
+                                               f"requestId={req}"]),
+            (at, [f"error [shop] cart.addItem failed order={order} customer={who} requestId={req}",
+                  f"error: {message}", f"Detail: {detail}",
+                  "    at Connection.parseE (/srv/shop/node_modules/pg/lib/connection.js:614:13)",
+                  "    at async addItem (/srv/shop/dist/cart/items.js:88:5)"]),
+            (at + timedelta(milliseconds=2), [f"info  [shop] POST /api/cart/{order}/items 500 in 99ms "
+                                              f"customer={who} requestId={req}"]),
+        ]
+    lines = []
+    for at, block in sorted(blocks, key=lambda b: b[0]):
+        lines += [f"{ts(at)} {block[0]}"] + block[1:]
+    return "\n".join(lines) + "\n"
+
+
+def second_log_path():
+    """The second incident's application log (package data)."""
+    return config.DATA_DIR / "demo-second-app.log"
+
+
+def write_second_log(path=None) -> str:
+    """Regenerate ``data/demo-second-app.log`` from the demo database (loaded if needed)."""
+    import psycopg
+
+    target = path or second_log_path()
+    with psycopg.connect(ensure_demo(), autocommit=True) as conn:
+        text = second_log_text(conn)
+    with open(target, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return str(target)
+
+
 def load_demo(server, dbname: str = config.DEMO_DATABASE) -> str:
     """(Re)create ``dbname`` on ``server`` with the reference schema and the demo incident."""
     from psycopg import sql
@@ -186,6 +357,9 @@ def load_demo(server, dbname: str = config.DEMO_DATABASE) -> str:
     with server.admin(dbname) as conn:
         conn.execute((config.SQL_DIR / "reference_schema.sql").read_text())
         generate(conn)  # autocommit connection: each event is its own transaction
+        # The second incident after the seed's, so the seed's transaction ids stay what they were.
+        conn.execute(SECOND_SCHEMA)
+        generate_second(conn)
         conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(dbname), sql.Literal(DEMO_MARK)))
         conn.execute("analyze")
     return server.url(dbname)
@@ -278,3 +452,8 @@ def ensure_production_demo(server=None) -> str:
         if not fresh:
             make_copy(server, config.DEMO_PRODUCTION_DATABASE, None, mark)
     return server.url(config.DEMO_PRODUCTION_DATABASE)
+
+
+def app_logs():
+    """The demo's application logs: the seed incident's and the second incident's."""
+    return [config.demo_log_path(), second_log_path()]

@@ -259,3 +259,332 @@ def gather(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS, race
 
         pm.race = run_race_lab()
     return pm
+
+
+# -- the report of any foreign key -----------------------------------------------------------------
+# The notebooks' cells for a ``constraint`` (any foreign key): every title and sentence is built from
+# the constraint's definition and this run's results, never from the mapped relationship's names.
+
+def constraint_logs(logs: list[str] | None, database_url_env: str = "") -> list[str]:
+    """The logs a constraint's notebooks read: the ones given, else on the demo its application logs."""
+    if logs:
+        return list(logs)
+    if database_url_env:
+        return []
+    from ..db.demo import app_logs
+
+    return [str(p) for p in app_logs()]
+
+
+def _key_text(key: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key.items())
+
+
+def definition_md(cd) -> str:
+    """The foreign key's definition (from the catalog) and its paths, as Markdown."""
+    from .notebook import md_text
+
+    fk = cd.constraint
+    lines = [f"**`{md_text(fk.name)}`**: {md_text(fk.describe())}", "", f"{md_text(fk.properties())}.", ""]
+    if cd.paths:
+        lines.append(f"Other foreign keys into `{md_text(fk.qualified_referenced_table)}` (the paths by which an "
+                     "application may have read the key):")
+        lines += [f"- `{md_text(p.constraint.name)}`: {md_text(p.constraint.describe())}" for p in cd.paths]
+    else:
+        lines.append(f"No other foreign key points into `{md_text(fk.qualified_referenced_table)}`: the key was "
+                     "read from that table itself, or from outside the database.")
+    return "\n".join(lines)
+
+
+def figures_frame(cd):
+    """One row per foreign key (the constraint, then its paths): rows, NULL keys, dangling keys."""
+    import pandas as pd
+
+    rows = []
+    for fk, f in [(cd.constraint, cd.figures)] + [(p.constraint, p.figures) for p in cd.paths]:
+        n = f["null_keys"]
+        rows.append({"foreign key": fk.name, "referencing table": fk.qualified_table,
+                     "referencing rows": f["referencing_rows"], "with a NULL column": n["any_null"],
+                     "all NULL": n["all_null"], "NULL mixes breaking MATCH FULL": n["violating"],
+                     "dangling keys": f["dangling_keys"]})
+    return pd.DataFrame(rows)
+
+
+def diagnosis_conclusion_md(cd) -> str:
+    """What the figures say: clean, or what breaks the constraint and how much."""
+    fk = cd.constraint
+    broken = [(p.constraint, p.figures) for p in cd.paths if p.figures["dangling_keys"]]
+    if cd.clean and not broken:
+        text = (f"Clean: every one of the {_plural(cd.figures['referencing_rows'], 'row')} of "
+                f"`{fk.qualified_table}` that holds a key finds its row in `{fk.qualified_referenced_table}`"
+                + (", and so do the rows of every other foreign key into it." if cd.paths else ".")
+                + " A failure of this constraint left nothing behind: the rejected write was rolled back, so "
+                  "only the logs and the history of the key can say why it failed.")
+        if not fk.validated:
+            text += " The constraint is NOT VALID: rows written before it was added were never checked."
+        return text
+    parts = []
+    if cd.figures["dangling_keys"]:
+        parts.append(f"{_plural(cd.figures['dangling_keys'], 'row')} of `{fk.qualified_table}` hold a key missing "
+                     f"from `{fk.qualified_referenced_table}`"
+                     + (" (the constraint is NOT VALID: it never checked them)" if not fk.validated else ""))
+    if cd.figures["null_keys"]["violating"]:
+        parts.append(f"{_plural(cd.figures['null_keys']['violating'], 'row')} mix NULL and non-NULL key columns "
+                     "under MATCH FULL")
+    for p, f in broken:
+        parts.append(f"{_plural(f['dangling_keys'], 'row')} of `{p.qualified_table}` (on `{p.name}`) point at a "
+                     f"missing row of `{fk.qualified_referenced_table}`")
+    return "Not clean: " + "; ".join(parts) + ". These rows are data a foreign key should have prevented."
+
+
+def dangling_frame(cd):
+    """The capped samples of dangling keys, each with the row holding it."""
+    import pandas as pd
+
+    rows = [{"foreign key": cd.constraint.name, "key": _key_text(s["key"]), "row": _key_text(s["row"])}
+            for s in cd.samples.get("dangling", [])]
+    rows += [{"foreign key": p.constraint.name, "key": _key_text(s["key"]), "row": _key_text(s["row"])}
+             for p in cd.paths for s in p.samples.get("dangling", [])]
+    return pd.DataFrame(rows, columns=["foreign key", "key", "row"])
+
+
+def verdicts_frame(found):
+    """Failures per verdict of the generic family, zeros included, with each verdict's label."""
+    import pandas as pd
+
+    counts = found.by_verdict()
+    return pd.DataFrame([{"verdict": v, "failures": counts.get(v, 0), "meaning": registry.label(v, "generic")}
+                         for v in registry.names("generic")])
+
+
+def failures_frame(found):
+    """One row per failure, in time order; in a report run each links to its record in ``evidence/``."""
+    import pandas as pd
+
+    from .kept_evidence import evidence_file
+    from .notebook import Link, in_report_run
+
+    rows = []
+    for j in found.failures:
+        f, d = j.failure, j.deletion
+        row = {"failed at": fmt_time(f.at), "direction": f.direction, "key": _key_text(f.key),
+               "verdict": j.verdict, "evidence": j.evidence_strength,
+               "seconds after deletion": round((f.at - d.at).total_seconds(), 3) if d else None,
+               "source": f.source.rsplit("/", 1)[-1], "line": f.line}
+        if in_report_run():
+            row["record"] = Link(f"line {f.line}", evidence_file(f.source)) if f.source else ""
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["failed at", "direction", "key", "verdict", "evidence",
+                                       "seconds after deletion", "source", "line"]
+                        + (["record"] if in_report_run() else []))
+
+
+def evidence_md(found) -> str:
+    """The sentences that decide each failure's verdict."""
+    from .notebook import md_text
+
+    if not found.failures:
+        return f"No failure of `{md_text(found.constraint)}` was found in the logs read."
+    out = []
+    for j in found.failures:
+        out.append(f"**{md_text(fmt_time(j.failure.at))}, key ({md_text(_key_text(j.failure.key))})**: "
+                   f"`{j.verdict}` ({md_text(registry.label(j.verdict, 'generic'))}), {j.evidence_strength}.")
+        out += [f"- {md_text(s)}" for s in j.evidence]
+        out.append("")
+    return "\n".join(out)
+
+
+def affected_headline(found) -> dict[str, Any]:
+    return {"constraint": found.constraint, "failures": len(found.failures),
+            "by_verdict": {k: v for k, v in found.by_verdict().items() if v},
+            "keys": [_key_text(j.failure.key) for j in found.failures]}
+
+
+def key_events_frame(kt):
+    """A key's events in time order (created, deleted, rows written holding it, failures)."""
+    import pandas as pd
+
+    return pd.DataFrame([{"at": fmt_time(e.at), "event": e.kind, "detail": e.detail, "source": e.source}
+                         for e in kt.events], columns=["at", "event", "detail", "source"])
+
+
+def key_verdict_md(kt) -> str:
+    from .notebook import md_text
+
+    fk = kt.constraint
+    head = (f"Key ({md_text(_key_text(kt.key))}) of `{md_text(fk.qualified_referenced_table)}`: "
+            + ("a row holds it now." if kt.exists_now else "no row holds it now.")
+            + f" Sources read: {md_text(', '.join(kt.sources) or 'none')}.")
+    if not kt.failures:
+        return head + "\n\nNo failure on this key was found in the logs read."
+    out = [head, ""]
+    for j in kt.failures:
+        out.append(f"**Failure at {md_text(fmt_time(j.failure.at))}**: `{j.verdict}` "
+                   f"({md_text(registry.label(j.verdict, 'generic'))}), {j.evidence_strength}.")
+        out += [f"- {md_text(s)}" for s in j.evidence]
+        out.append("")
+    return "\n".join(out)
+
+
+def race_matrix_frame(results):
+    """The generic race lab's matrix: strategy rows, interleaving columns, each cell's outcome."""
+    import pandas as pd
+
+    data: dict[str, dict[str, str]] = {}
+    order: list[str] = []
+    for c in results:
+        data.setdefault(c.strategy, {})[c.interleaving] = c.detail.get("summary") or (
+            f"insert {c.login_outcome} / delete {c.delete_outcome}")
+        if c.interleaving not in order:
+            order.append(c.interleaving)
+    frame = pd.DataFrame.from_dict(data, orient="index").reindex(columns=order)
+    frame.index.name = "strategy"
+    return frame
+
+
+def race_conclusions_md(results) -> str:
+    from ..racelab import generic_conclusions
+    from .notebook import md_text
+
+    return "\n\n".join(md_text(c) for c in generic_conclusions(results))
+
+
+@dataclass
+class ConstraintDocument:
+    """The shorter incident document of any foreign key, from the results this run kept."""
+
+    diagnosis: Any  # analysis.constraints.ConstraintDiagnosis
+    affected: Any = None  # evidence.generic.AnyAffected, or None without logs
+    timeline: Any = None  # evidence.generic.KeyTimeline of the first failed key
+    race: list = field(default_factory=list)  # racelab.CellResult of the generic lab
+    window: float = config.DEFAULT_WINDOW_SECONDS
+
+    @property
+    def failures(self) -> list:
+        return list(self.affected.failures) if self.affected else []
+
+    def headline(self) -> dict[str, Any]:
+        from ..racelab import generic_summary
+
+        return {"constraint": self.diagnosis.constraint.name, "failures": len(self.failures),
+                "by_verdict": {k: v for k, v in (self.affected.by_verdict() if self.affected else {}).items() if v},
+                "clean": self.diagnosis.clean,
+                "safe_strategies": generic_summary(self.race)["never_fail_and_no_orphan"] if self.race else None}
+
+    def title_md(self) -> str:
+        from .notebook import md_text
+
+        fk = self.diagnosis.constraint
+        return (f"# 00 · Incident document: the `{md_text(fk.name)}` failures\n\n"
+                f"{md_text(fk.describe())}. What failed and when, why (each failure's verdict and its evidence), "
+                "and whether the generic strategies close the race; every figure comes from this run's data.")
+
+    def summary_md(self) -> str:
+        fk = self.diagnosis.constraint
+        n = len(self.failures)
+        if self.affected is None:
+            return (f"No log was read: the failures of `{fk.name}` are unknown. The stored data is "
+                    + ("clean." if self.diagnosis.clean else "not clean (see the diagnosis).")
+                    + " Give the logs to decide why writes failed.")
+        if not n:
+            return f"The logs read hold no failure of `{fk.name}`."
+        times = sorted(j.failure.at for j in self.failures)
+        counts = {k: v for k, v in self.affected.by_verdict().items() if v}
+        top = max(counts, key=counts.get)
+        keys = {_key_text(j.failure.key) for j in self.failures}
+        return (f"{_plural(n, 'write')} failed on `{fk.name}` ({fk.describe()}) between {_when(times[0])} and "
+                f"{_when(times[-1])}, on {_plural(len(keys), 'key')}. The most frequent verdict is `{top}` "
+                f"({registry.label(top, 'generic')}): {_plural(counts[top], 'failure')}. The stored data is "
+                + ("clean: no row breaks the constraint now." if self.diagnosis.clean
+                   else "not clean: rows break the constraint now (see the diagnosis)."))
+
+    def impact_md(self) -> str:
+        if not self.failures:
+            return "No failure to count."
+        counts = self.affected.by_verdict()
+        return "\n".join(["| verdict | failures | meaning |", "|---|---|---|"]
+                         + [f"| `{v}` | {counts[v]:,} | {registry.label(v, 'generic')} |"
+                            for v in registry.names("generic") if counts.get(v)])
+
+    def root_cause_md(self) -> str:
+        if not self.failures:
+            return "No failure, no verdict."
+        out = []
+        seen = set()
+        for j in self.failures:
+            if j.verdict in seen:
+                continue
+            seen.add(j.verdict)
+            out.append(f"**`{j.verdict}`**: {registry.meaning(j.verdict, 'generic')}. Its first failure:")
+            out += [f"- {s}" for s in j.evidence]
+            out.append("")
+        return "\n".join(out)
+
+    def timeline_md(self) -> str:
+        if self.timeline is None:
+            return "No failed key: no history to show."
+        kt = self.timeline
+        lines = [f"Key ({_key_text(kt.key)}) of `{kt.constraint.qualified_referenced_table}`, sources: "
+                 f"{', '.join(kt.sources) or 'none'}.", "", "| at | event | detail |", "|---|---|---|"]
+        lines += [f"| {fmt_time(e.at)} | {e.kind} | {e.detail} |" for e in kt.events]
+        return "\n".join(lines)
+
+    def race_md(self) -> str:
+        if not self.race:
+            return "The race lab was not run in this report."
+        from ..racelab import generic_conclusions
+
+        return "\n\n".join(generic_conclusions(self.race))
+
+    def open_questions_md(self) -> str:
+        out = []
+        if self.affected is None:
+            out.append("- No log was read: which writes failed, and why, is not known.")
+        weak = [j for j in self.failures if j.evidence_strength != "recorded"]
+        if weak:
+            out.append(f"- {_plural(len(weak), 'verdict')} {'rests' if len(weak) == 1 else 'rest'} on inferred "
+                       "evidence, not on a recorded deletion: "
+                       + ", ".join(f"key ({_key_text(j.failure.key)}) `{j.verdict}`" for j in weak)
+                       + ". A deletion source (audit table, server log with `log_statement = 'mod'`, point-in-time "
+                         "probes) covering those keys would settle them.")
+        undecided = [j for j in self.failures if j.verdict == "insufficient_evidence"]
+        if undecided:
+            out.append(f"- {_plural(len(undecided), 'failure')} could not be decided from what is recorded.")
+        return "\n".join(out) or "None: every failure's verdict rests on recorded evidence."
+
+
+def timeline_name(key: list[Any]) -> str:
+    """The name a key's timeline is kept under in a report run (its values, in the key's order)."""
+    return "key_timeline:" + ",".join(str(v) for v in key)
+
+
+def gather_constraint(db, constraint: str, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
+                      race_lab: bool = True, database_url_env: str = "") -> ConstraintDocument:
+    """Everything the document of ``constraint`` states, once: in a report run, the results the
+    detail notebooks kept; opened on its own, computed here."""
+    from .notebook import in_report_run, kept
+
+    if in_report_run():
+        cd = kept("constraint_diagnosis")
+        found = kept("constraint_affected")
+        if cd is not None:
+            doc = ConstraintDocument(cd, found, window=window)
+            first = next((j.failure.key for j in doc.failures if j.failure.key), None)
+            doc.timeline = kept(timeline_name(list(first.values()))) if first else None
+            doc.race = list(kept("constraint_race_lab") or []) if race_lab else []
+            return doc
+    from ..analysis.constraints import diagnose_constraint
+    from ..evidence.generic import affected_any, key_timeline
+
+    cd = diagnose_constraint(db, constraint)
+    effective = constraint_logs(logs, database_url_env)
+    found = affected_any(db, effective, constraint=cd.constraint.name, window=window) if effective else None
+    doc = ConstraintDocument(cd, found, window=window)
+    first = next((j.failure.key for j in doc.failures if j.failure.key), None)
+    if first:
+        doc.timeline = key_timeline(db, cd.constraint.name, list(first.values()), logs_paths=effective, window=window)
+    if race_lab:
+        from ..racelab import run_generic_race_lab
+
+        doc.race = run_generic_race_lab(cd.constraint.name, db)
+    return doc

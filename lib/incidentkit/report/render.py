@@ -497,9 +497,14 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
                redact_workspaces: bool = False, timeouts: config.Timeouts | None = None,
                progress: Callable[[str], None] | None = None, demo: str = "audit",
                as_of_command: str | None = None, as_of_since: float = config.DEFAULT_AS_OF_SINCE_SECONDS,
-               as_of_precision: float = config.DEFAULT_AS_OF_PRECISION_SECONDS) -> ReportResult:
+               as_of_precision: float = config.DEFAULT_AS_OF_PRECISION_SECONDS, constraint: str = "",
+               error: str = "") -> ReportResult:
     """The full report for a database (the demo when ``database_url_env`` is empty), each
     analysis computed once.
+
+    ``constraint`` (a foreign key's name) or ``error`` (its violation's error text, as pasted)
+    makes it the report of that foreign key (:func:`_render_constraint`); without either, the
+    report of the mapped users → workspaces relationship, as always.
 
     The detail notebooks run first, in the order the data flows: the diagnosis; the affected
     users (with logs, or on the demo, which has its own log); one timeline per affected user,
@@ -516,6 +521,8 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
     date = parse_date(date)
     out = _writable_out(Path(out_dir) if out_dir else config.reports_dir())
     params = base_parameters(database_url_env, schema_map, timeouts, demo)
+    if constraint or error:
+        constraint = resolve_constraint(database_url_env, schema_map, timeouts, demo, constraint, error)
     evidence_params: dict[str, Any] = {}
     if as_of_command:
         from ..evidence.asof import AsOfCommand
@@ -530,6 +537,9 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
     if as_of_command:
         run.env[AS_OF_ENV] = as_of_command
     try:
+        if constraint:
+            return _render_constraint(run, constraint, params, evidence_params, given_logs, logs, window,
+                                      max_users, race_lab, show_code, date)
         # Stage 1: the analyses that need nothing but the database (and the logs), side by side.
         first = [diagnosis_run(params)]
         if logs or not database_url_env:  # the demo database has its own log
@@ -539,17 +549,18 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
         if race_lab:
             first.append(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {},
                                      "Race lab: the proposed fixes run against the race"))
-        run.execute(*first)
+        run.execute(*_variants(run, first))
         diagnosis, found = run.kept("diagnosis"), run.kept("affected")
         race = run.kept("race_lab") if race_lab else None
         # Stage 2: one timeline per affected user, planned from what 02 kept.
         timelines = timeline_runs({**params, **evidence_params}, logs, window, affected_users(found), max_users)
         if timelines:
-            run.execute(*timelines)
+            run.execute(*_variants(run, timelines))
         # Stage 3: the incident document, from the results kept above.
-        run.execute(NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
-                                {**params, "logs": logs, "window_seconds": window, "race_lab": race_lab},
-                                "Incident document: the postmortem, from this run's data"))
+        run.execute(*_variants(run, [NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
+                                                 {**params, "logs": logs, "window_seconds": window,
+                                                  "race_lab": race_lab},
+                                                 "Incident document: the postmortem, from this run's data")]))
         from . import manifest
 
         facts = manifest.build(
@@ -562,10 +573,150 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
         run.close()
 
 
-def render_demo(out_dir=None, date: str | None = None, demo: str = "audit") -> ReportResult:
+def render_demo(out_dir=None, date: str | None = None, demo: str = "audit", constraint: str = "") -> ReportResult:
     """``incidentkit demo``: start the embedded server, load the demo if needed, render everything
-    (``demo="production"``: the same incident as production is, without an audit table)."""
+    (``demo="production"``: the same incident as production is, without an audit table;
+    ``constraint``: the report of that foreign key of the demo, e.g. its second incident's)."""
     from ..db.demo import ensure_demo, ensure_production_demo
 
     ensure_production_demo() if demo == "production" else ensure_demo()
-    return render_for("", "", out_dir, date, demo=demo)
+    return render_for("", "", out_dir, date, demo=demo, constraint=constraint)
+
+
+# -- the report of any foreign key ------------------------------------------------------------
+#: The notebooks hold the cells of both kinds of report, tagged: those of the mapped users →
+#: workspaces relationship, and those of any foreign key (``constraint`` set). A run executes a
+#: copy of each notebook holding the cells of its kind only (and the untagged, shared ones).
+SEED_TAG = "mapped-relationship"
+CONSTRAINT_TAG = "any-constraint"
+
+
+def notebook_variant(source: Path, folder: Path, any_constraint: bool) -> Path:
+    """``folder/<name>``: the notebook ``source`` without the cells of the other kind of report."""
+    import nbformat
+
+    target = folder / source.name
+    if not target.exists():
+        drop = SEED_TAG if any_constraint else CONSTRAINT_TAG
+        nb = nbformat.read(str(source), as_version=4)
+        nb.cells = [c for c in nb.cells if drop not in (c.get("metadata", {}).get("tags") or [])]
+        folder.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(target))
+    return target
+
+
+def _variants(run: "_Run", runs: list[NotebookRun], any_constraint: bool = False) -> list[NotebookRun]:
+    folder = run.private / ("notebooks-constraint" if any_constraint else "notebooks")
+    return [NotebookRun(notebook_variant(r.notebook, folder, any_constraint), r.name, r.parameters, r.title)
+            for r in runs]
+
+
+def resolve_constraint(database_url_env: str, schema_map: str, timeouts: config.Timeouts | None, demo: str,
+                       constraint: str = "", error: str = "") -> str:
+    """The foreign key a report is for, checked against the database before any notebook runs: the
+    name given, or the one ``error`` names (an error text that is no foreign-key violation, or an
+    unknown name: :class:`ConfigError`, one line)."""
+    from ..analysis.constraints import discover, parse_error
+    from ..db.connection import Database
+    from ..db.schema import SchemaMap
+
+    table = schema = None
+    if error:
+        parsed = parse_error(error)
+        if constraint and constraint != parsed.constraint:
+            raise ConfigError(f"the constraint {constraint!r} is not the one the error names ({parsed.constraint!r})")
+        constraint, table, schema = parsed.constraint, parsed.table, parsed.schema
+    kwargs: dict[str, Any] = {"schema": SchemaMap.load(schema_map or None)}
+    if timeouts is not None:
+        kwargs["timeouts"] = timeouts
+    db = (Database.from_env(database_url_env, **kwargs) if database_url_env
+          else Database.demo(production=demo == "production", **kwargs))
+    with db.read() as r:
+        return discover(r, constraint, table=table, schema=schema).name
+
+
+def failed_keys(found) -> list[list[str]]:
+    """The keys of an ``AnyAffected`` result's failures (values in the key's column order, as the
+    error's Detail gives them), each once, in the order they first failed."""
+    keys: list[list[str]] = []
+    for j in found.failures if found is not None else []:
+        key = [str(v) for v in j.failure.key.values()]
+        if key and key not in keys:
+            keys.append(key)
+    return keys
+
+
+def key_timeline_runs(params: dict[str, Any], constraint: str, logs: list[str], window: float,
+                      keys: list[list[str]], max_keys: int = config.DEFAULT_MAX_USERS) -> list[NotebookRun]:
+    """One timeline notebook per failed key of ``constraint`` (at most ``max_keys``)."""
+    return [NotebookRun(notebook_path("03-user-timeline.ipynb"), f"03-key-timeline-{i:02d}",
+                        {**params, "constraint": constraint, "logs": logs, "window_seconds": window, "key": key},
+                        f"Timeline of key ({', '.join(key)})")
+            for i, key in enumerate(keys[:max_keys], 1)]
+
+
+class _EvidenceView:
+    """The failures of an ``AnyAffected`` as ``kept_evidence.write_evidence`` reads them: each
+    failure's record copied from its log; no deletion list (that file is the seed's)."""
+
+    def __init__(self, found):
+        from types import SimpleNamespace
+
+        self.failures = [SimpleNamespace(source=j.failure.source, line=j.failure.line, at=j.failure.at,
+                                         verdict=j.verdict, deleted_at=None) for j in found.failures]
+        self.deletion_sources = list(dict.fromkeys(x for g in found.groups for x in g.sources))
+
+
+def _render_constraint(run: "_Run", constraint: str, params: dict[str, Any], evidence_params: dict[str, Any],
+                       given_logs: list[str], logs: list[str], window: float, max_keys: int, race_lab: bool,
+                       show_code: bool, date: str) -> ReportResult:
+    """The report of one foreign key, staged as the seed's: the diagnosis, its failures in the logs
+    and the race lab side by side; one key timeline per failed key; the shorter incident document
+    last, from what they kept."""
+    from ..racelab import generic_summary
+
+    cparams = {**params, "constraint": constraint}
+    title = f"Foreign key {constraint}"
+    first = [NotebookRun(notebook_path("01-diagnosis.ipynb"), "01-diagnosis", {**cparams},
+                         f"Diagnosis: {constraint}, from the catalog and the data")]
+    if logs or not params.get("database_url_env"):  # the demo database has its own logs
+        first.append(NotebookRun(notebook_path("02-affected-users.ipynb"), "02-failures",
+                                 {**cparams, "logs": logs, "window_seconds": window, **evidence_params},
+                                 f"Failures on {constraint} and their verdicts"))
+    if race_lab:
+        first.append(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {**cparams},
+                                 f"Race lab: inserting against deleting, on {constraint}"))
+    run.execute(*_variants(run, first, any_constraint=True))
+    diagnosis, found = run.kept("constraint_diagnosis"), run.kept("constraint_affected")
+    race = run.kept("constraint_race_lab") if race_lab else None
+    timelines = key_timeline_runs({**params, **evidence_params}, constraint, logs, window, failed_keys(found),
+                                  max_keys)
+    if timelines:
+        run.execute(*_variants(run, timelines, any_constraint=True))
+    run.execute(*_variants(run, [NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
+                                             {**cparams, "logs": logs, "window_seconds": window,
+                                              "race_lab": race_lab},
+                                             f"Incident document: {constraint}, from this run's data")],
+                           any_constraint=True))
+    from . import manifest
+
+    facts = manifest.build(
+        parameters={**params, **evidence_params, "constraint": constraint, "logs": given_logs,
+                    "window_seconds": window, "max_users": max_keys, "race_lab": race_lab,
+                    "redact": run.redactor is not None, "show_code": show_code},
+        notebooks=sorted(run.executed, key=lambda r: r.name), started_at=run.started_at,
+        finished_at=manifest.now(), date=date)
+    facts["constraint"] = constraint
+    if diagnosis is not None:
+        facts["database"] = diagnosis.database
+        facts["snapshot_at"] = diagnosis.to_dict()["snapshot_at"]
+        facts["definition"] = diagnosis.constraint.to_dict(paths=False)
+        facts["figures"]["constraint"] = diagnosis.figures
+    if found is not None:
+        facts["logs"] = [{"path": p} for p in found.files]
+        facts["deletion_sources"] = list(dict.fromkeys(x for g in found.groups for x in g.sources))
+        facts["figures"]["failures"] = {"failures": len(found.failures), "by_verdict": found.by_verdict(),
+                                        "keys": failed_keys(found)}
+    if race:
+        facts["figures"]["race_lab"] = generic_summary(race)
+    return run.publish(title, facts, affected=_EvidenceView(found) if found is not None else None)
