@@ -85,6 +85,11 @@ DEFAULT_PREFIXES = (
 MAX_LINE_BYTES = 1 << 20
 #: A csvlog record (several physical lines when a field holds newlines) longer than this is skipped.
 MAX_CSV_RECORD_CHARS = 4 << 20
+#: jsonlog lines without a statement, an error or a session's end are passed over at the byte level
+#: (False: every line is decoded and looked at; the results are the same).
+SKIM = True
+#: Bytes read at a time when skimming.
+READ_BLOCK = 4 << 20
 #: How much of the statement an event keeps (for showing it).
 STATEMENT_CHARS = 500
 
@@ -745,10 +750,16 @@ def _int(value: Any) -> int | None:
 
 
 class _Lines:
-    """A file's lines, streamed (gzip by its magic bytes); overlong and undecodable parts counted."""
+    """A file's lines, streamed (gzip by its magic bytes); overlong and undecodable parts counted.
+
+    Once ``needles`` is set (bytes), only the lines holding one of them are yielded (with their
+    line numbers), found at the byte level in blocks of READ_BLOCK bytes; overlong lines are still
+    counted as skipped. Used for jsonlog, where a line without a needle cannot matter.
+    """
 
     def __init__(self, path: Path, stats: ServerLogScan):
         self.path, self.stats = path, stats
+        self.needles: tuple[bytes, ...] | None = None
 
     def skip(self, n: int = 1) -> None:
         self.stats.skipped_lines += n
@@ -767,7 +778,7 @@ class _Lines:
                 stream = gzip.GzipFile(fileobj=fh, mode="rb")
             n = 0
             try:
-                while raw := stream.readline(MAX_LINE_BYTES + 1):
+                while self.needles is None and (raw := stream.readline(MAX_LINE_BYTES + 1)):
                     n += 1
                     if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
                         while raw and not raw.endswith(b"\n"):
@@ -775,8 +786,77 @@ class _Lines:
                         self.skip()
                         continue
                     yield n, raw.decode("utf-8", "replace").rstrip("\r\n")
+                if self.needles is not None:
+                    yield from self._needle_lines(stream, n)
             except (EOFError, OSError, zlib.error):  # a gzip stream cut short or corrupt
                 self.skip()
+
+    def _needle_lines(self, stream: Any, n: int) -> Iterator[tuple[int, str]]:
+        """The rest of the file's lines that hold a needle, as the line-by-line read numbers them."""
+        needles = self.needles or ()
+        carry, in_overlong = b"", False
+        while True:
+            data = stream.read(READ_BLOCK)
+            block = carry + data
+            if not block:
+                return
+            end = len(block) if not data else block.rfind(b"\n") + 1
+            if end == 0:  # no line ends in this block
+                if len(block) > MAX_LINE_BYTES:  # an overlong line: dropped as it streams, counted once
+                    if not in_overlong:
+                        n += 1
+                        self.skip()
+                    in_overlong, carry = True, b""
+                else:
+                    carry = block
+                continue
+            start = 0
+            if in_overlong:  # the overlong line ends in this block
+                start = block.find(b"\n") + 1 or end
+                in_overlong = False
+            long_starts = _overlong_starts(block, start, end)
+            self.skip(len(long_starts))
+            hits = sorted({block.rfind(b"\n", 0, i) + 1 for needle in needles for i in _finds(block, needle, start, end)})
+            counted, at = n, start
+            for line_start in hits:
+                counted += block.count(b"\n", at, line_start)
+                at = line_start
+                if line_start in long_starts:
+                    continue
+                stop = block.find(b"\n", line_start, end)
+                stop = end if stop < 0 else stop
+                yield counted + 1, block[line_start:stop].decode("utf-8", "replace").rstrip("\r\n")
+            n += block.count(b"\n", start, end) + (0 if data or end == start or block.endswith(b"\n") else 1)
+            carry = block[end:]
+            if not data:
+                return
+
+
+def _overlong_starts(block: bytes, start: int, end: int) -> set[int]:
+    """Where the lines of ``block[start:end]`` longer than MAX_LINE_BYTES start. A line that long
+    holds a whole aligned window of half that size without a newline, so only such windows are
+    looked at closely (a few ``find`` calls per block)."""
+    half = MAX_LINE_BYTES // 2
+    out: set[int] = set()
+    k = start
+    while k + half <= end:
+        if block.find(b"\n", k, k + half) >= 0:
+            k += half
+            continue
+        line_start = block.rfind(b"\n", 0, k) + 1
+        line_end = block.find(b"\n", k, end)
+        line_end = end if line_end < 0 else line_end
+        if line_end - line_start > MAX_LINE_BYTES:
+            out.add(line_start)
+        k = line_end + 1
+    return out
+
+
+def _finds(block: bytes, needle: bytes, start: int, end: int) -> Iterator[int]:
+    i = block.find(needle, start, end)
+    while i >= 0:
+        yield i
+        i = block.find(needle, i + len(needle), end)
 
 
 def _sniff(lines: Iterator[tuple[int, str]]) -> tuple[str, list[tuple[int, str]]]:
@@ -959,6 +1039,7 @@ class _Reader:
             if fmt == "pg_csv":
                 records = _csv_records(all_lines, src)
             elif fmt == "pg_json":
+                src.needles = tuple(x.encode() for x in _JSON_NEEDLES) if SKIM else None
                 records = _json_records(all_lines, src)
             else:
                 records = _stderr_records(all_lines, self.patterns, src)
