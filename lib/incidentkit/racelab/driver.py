@@ -208,6 +208,13 @@ def _login_attempt(strategy: Strategy, side: _Side) -> tuple[str, str]:
     return chosen, path
 
 
+def failed_attempt(exc: BaseException, side: "_Side", attempt: int) -> dict[str, Any]:
+    """One failed attempt of a side's program, as the cell records it (read before any rollback)."""
+    failed = side.last_failed()
+    return {"attempt": attempt, "outcome": _classify(exc, failed), "sqlstate": getattr(exc, "sqlstate", None),
+            "step": failed.label if failed else None, "error": error_text(exc), "constraint": _constraint(exc)}
+
+
 def _login_program(strategy: Strategy, side: _Side) -> dict[str, Any]:
     side.pause("start")
     attempts: list[dict[str, Any]] = []
@@ -216,16 +223,12 @@ def _login_program(strategy: Strategy, side: _Side) -> dict[str, Any]:
         try:
             chosen, path = _login_attempt(strategy, side)
         except Exception as exc:  # noqa: BLE001 - every failure is an observed outcome
-            failed = side.last_failed()
+            entry = failed_attempt(exc, side, attempt)
             side.rollback()
-            outcome = _classify(exc, failed)
-            entry = {"attempt": attempt, "outcome": outcome, "sqlstate": getattr(exc, "sqlstate", None),
-                     "step": failed.label if failed else None, "error": error_text(exc),
-                     "constraint": _constraint(exc)}
             attempts.append(entry)
             if entry["sqlstate"] in strategy.retry_sqlstates and attempt < strategy.max_attempts:
                 continue
-            return {"outcome": outcome, "error": entry["error"], "sqlstate": entry["sqlstate"],
+            return {"outcome": entry["outcome"], "error": entry["error"], "sqlstate": entry["sqlstate"],
                     "constraint": entry["constraint"], "workspace_id": None, "path": None, "attempts": attempts}
         attempts.append({"attempt": attempt, "outcome": "ok", "path": path})
         return {"outcome": "ok", "error": None, "sqlstate": None, "constraint": None,

@@ -48,7 +48,7 @@ from typing import Any, Iterable, Sequence
 from ..analysis.constraints import ForeignKeyDef, ParsedError, discover, parse_error
 from ..exceptions import ConfigError, UnsafeTarget
 from .cells import INTERLEAVINGS, CellResult, _statements, _waits
-from .driver import _SCHEDULES, _classify, _constraint, _Lab, _select, _Side
+from .driver import _SCHEDULES, _classify, _constraint, _Lab, _select, _Side, failed_attempt
 from .safety import MARKER_TOKEN, connect, error_text, lab_error
 from .sql import (
     SQL_BEGIN,
@@ -526,17 +526,13 @@ def _insert_program(strategy: GenericStrategy, st: _Statements, side: _Side) -> 
         try:
             inserted, path = _insert_attempt(strategy, st, side)
         except Exception as exc:  # noqa: BLE001 - every failure is an observed outcome
-            failed = side.last_failed()
+            entry = failed_attempt(exc, side, attempt)
             if not strategy.single_statement:
                 side.rollback()
-            outcome = _classify(exc, failed)
-            entry = {"attempt": attempt, "outcome": outcome, "sqlstate": getattr(exc, "sqlstate", None),
-                     "step": failed.label if failed else None, "error": error_text(exc),
-                     "constraint": _constraint(exc)}
             attempts.append(entry)
             if entry["sqlstate"] in strategy.retry_sqlstates and attempt < strategy.max_attempts:
                 continue
-            return {"outcome": outcome, "error": entry["error"], "sqlstate": entry["sqlstate"],
+            return {"outcome": entry["outcome"], "error": entry["error"], "sqlstate": entry["sqlstate"],
                     "constraint": entry["constraint"], "inserted": False, "path": None, "attempts": attempts}
         attempts.append({"attempt": attempt, "outcome": "ok", "path": path})
         return {"outcome": "ok", "error": None, "sqlstate": None, "constraint": None, "inserted": inserted,
