@@ -144,6 +144,13 @@ def test_affected_finds_the_mapped_constraints_failures_and_only_them(app_db, tm
         ("delete", team, APP_FK)]
     assert "verdict" not in d["delete_failures"][0]
     assert "1 deletion refused by the same foreign key" in result.text()
+    # the other foreign keys violated in the same logs: each named and judged as any constraint (issue 14)
+    others = {o["constraint"]: o for o in d["other_constraints"]}
+    assert set(others) == {DEFAULT_CONSTRAINT, "team_members_team_fkey"}
+    [theirs_failure] = others[DEFAULT_CONSTRAINT]["failures"]
+    assert theirs_failure["direction"] == "insert" and theirs_failure["key"] == {"primary_workspace_id": ghost}
+    assert all(f["verdict"] in registry.names("generic") for o in others.values() for f in o["failures"])
+    assert f"Also in these logs: 1 violation of {DEFAULT_CONSTRAINT}" in result.text()
 
     # what the kit looked for before: the reference name finds the other database's failure instead
     before = scan_logs(log)

@@ -65,7 +65,27 @@ def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
     judged.sort(key=lambda j: (j.at, j.source, j.line))
     return Affected(judged, scan.skipped_lines, list(scan.files), w, db.describe(), m.deletion_source, snapshot_at,
                     [r.to_dict() for r in scan.file_reads], scan.constraint.name,
-                    [f for f in failures if f.kind != "insert"], deletion_sources(m, outside), outside.describe())
+                    [f for f in failures if f.kind != "insert"], deletion_sources(m, outside), outside.describe(),
+                    other_constraints(db, scan, w, as_of=as_of, as_of_since=as_of_since,
+                                      as_of_precision=as_of_precision))
+
+
+def other_constraints(db, scan: LogScan, window: float, **as_of: Any) -> list[dict[str, Any]]:
+    """The other foreign keys whose violations the logs hold, each judged as any constraint is
+    (:func:`incidentkit.evidence.generic.affected_any`): the logs are read again only for those the
+    scan passed by. A name that is no foreign key of this database is listed with a note."""
+    out: list[dict[str, Any]] = []
+    for name in sorted(getattr(scan, "other_constraints", ()) or ()):
+        from .generic import affected_any
+
+        try:
+            result = affected_any(db, list(scan.files), constraint=name, window=window, **as_of)
+        except ConfigError as e:
+            out.append({"constraint": name, "failures": [], "by_verdict": {}, "note": str(e)})
+            continue
+        data = result.to_dict()
+        out.append({"constraint": name, "failures": data["failures"], "by_verdict": data["by_verdict"]})
+    return out
 
 
 def deletion_sources(m, outside) -> list[str]:
@@ -141,6 +161,8 @@ class Affected:
     deletion_sources: list[str] = field(default_factory=list)
     #: What the outside sources read (events found, probes used).
     outside: dict[str, Any] = field(default_factory=dict)
+    #: The other foreign keys violated in the same logs, each judged (:func:`other_constraints`).
+    others: list[dict[str, Any]] = field(default_factory=list)
 
     def by_verdict(self) -> dict[str, int]:
         counts = {v: 0 for v in registry.NAMES}
@@ -161,6 +183,7 @@ class Affected:
             "snapshot_at": iso_utc(self.snapshot_at) if self.snapshot_at else None,
             "constraint": self.constraint,
             "delete_failures": [f.to_dict() for f in self.delete_failures],
+            "other_constraints": list(self.others),
         }
 
     def headline(self) -> dict[str, Any]:
@@ -190,6 +213,12 @@ class Affected:
             if len(j.places) > 1:
                 lines.append(f"    seen in {len(j.places)} places: " + ", ".join(f"{f}:{n}" for f, n in j.places))
             lines += [f"    - {s}" for s in j.evidence]
+        for o in self.others:
+            n = len(o["failures"])
+            counts = ", ".join(f"{v} {k}" for k, v in o["by_verdict"].items() if v)
+            lines += ["", f"Also in these logs: {n} violation{'s' if n != 1 else ''} of {o['constraint']}"
+                          + (f" ({counts})" if counts else "") + (f"; {o['note']}" if o.get("note") else "")
+                          + f" (incidentkit affected --constraint {o['constraint']})"]
         if self.delete_failures:
             n = len(self.delete_failures)
             lines += ["", f"{n} deletion{'s' if n != 1 else ''} refused by the same foreign key "

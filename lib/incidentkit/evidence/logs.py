@@ -307,6 +307,8 @@ class LogScan:
     files: list[str] = field(default_factory=list)
     file_reads: list[LogFileRead] = field(default_factory=list)
     constraint: ForeignKey = DEFAULT_FOREIGN_KEY
+    #: The names of the other foreign keys whose violations the scan passed by (not looked into).
+    other_constraints: set[str] = field(default_factory=set)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -431,6 +433,7 @@ def _scan_in_processes(files: list[Path], rx: re.Pattern[str], scan: LogScan, wo
             scan.skipped_lines += part.skipped_lines
             scan.files.extend(part.files)
             scan.file_reads.extend(part.file_reads)
+            scan.other_constraints |= part.other_constraints
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # after an error, the files not begun are not read
 
@@ -563,6 +566,12 @@ class _Ctx:
     def skip(self, n: int = 1) -> None:
         self.stats.skipped_lines += n
         self.read.skipped_lines += n
+
+    def other(self, name: str) -> None:
+        """A violation of another foreign key was passed by: its name is kept (when the stats keep them)."""
+        others = getattr(self.stats, "other_constraints", None)
+        if others is not None and name != self.constraint:
+            others.add(name)
 
     def user_in(self, text: str | None) -> str | None:
         return find_user(self.rx, text)
@@ -1389,6 +1398,8 @@ class _TextParser:
         before = next((u for u in reversed(self.recent) if u), None)
         self.recent.clear()  # the lines before an error belong to it, whichever constraint it names
         ours = fk.group("name") == self.ctx.constraint
+        if not ours:
+            self.ctx.other(fk.group("name"))
         if ours and self._repeats(n):
             _absorb_text(self.rec, text, self.ctx)  # type: ignore[arg-type]
             return
@@ -1457,6 +1468,7 @@ def _start_pg(m: re.Match[str], n: int, ctx: _Ctx) -> _PgRecord | None:
         ctx.skip()
         return None
     if fk.group("name") != ctx.constraint:
+        ctx.other(fk.group("name"))
         return None
     at = parse_time(m.group("ts"))
     if at is None:
@@ -1582,6 +1594,7 @@ def _parse_pg_csv(units: Iterable[_Unit], ctx: _Ctx) -> Iterator[LogFailure]:
             ctx.skip(len(physical))
             continue
         if fk.group("name") != ctx.constraint:
+            ctx.other(fk.group("name"))
             continue
         user = (ctx.user_in(_column(row, _CSV_CONTEXT)) or ctx.user_in(_column(row, _CSV_QUERY))
                 or ctx.user_in(_column(row, _CSV_INTERNAL_QUERY)))
@@ -1615,6 +1628,7 @@ def _parse_pg_json(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogF
             ctx.skip()
             continue
         if fk.group("name") != ctx.constraint:
+            ctx.other(fk.group("name"))
             continue
         user = _first_user(ctx, obj.get("context"), obj.get("statement"), obj.get("internal_query"))
         detail = obj.get("detail")
@@ -1700,6 +1714,7 @@ def _json_workspaces(blob: str, ctx: _Ctx) -> list[tuple[str | None, str]]:
     first_kind: str | None = None
     for i, m in enumerate(matches):
         if m.group("name") != ctx.constraint:
+            ctx.other(m.group("name"))
             continue
         kind = _kind_of(blob[matches[i - 1].end() if i else 0:m.start()])
         first_kind = first_kind or kind
@@ -1718,6 +1733,8 @@ def _json_record_failures(obj: dict[str, Any], n: int, ctx: _Ctx) -> Iterator[Lo
     if _FK_MARK not in blob:
         return
     if not any(m.group("name") == ctx.constraint for m in _FK_RE.finditer(blob)):
+        for m in _FK_RE.finditer(blob):
+            ctx.other(m.group("name"))
         if _FK_RE.search(blob) is None:
             ctx.skip()  # the message was cut inside the constraint's name
         return
