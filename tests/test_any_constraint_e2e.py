@@ -1,6 +1,6 @@
 """Issue 14, end to end: given only an error message copied from a log, on a schema the kit has never
-seen, ``diagnose``, ``affected``, ``race`` and a full ``report`` each find the constraint, count what
-breaks it, decide the failure and run the race lab for it.
+seen, ``diagnose``, ``affected``, ``timeline``, ``race`` and a full ``report`` each find the constraint,
+count what breaks it, decide the failure (the same verdict in the timeline) and run the race lab for it.
 
 The schema is ``samples/any_fk.sql``: a composite key, MATCH FULL with ON DELETE SET NULL, a NOT VALID
 key with stored violations, a key on a partitioned table, a self-referencing table. Each error is
@@ -81,6 +81,12 @@ def test_from_the_error_text_alone(shop, constraint, capsys, monkeypatch):
     [failure] = data["failures"]
     assert failure["constraint"] == constraint and failure["direction"] == "insert" and failure["key"]
     assert failure["verdict"] in registry.names("generic")
+
+    values = [str(v) for v in failure["key"].values()]
+    code, out, err = _cli(capsys, "timeline", "--constraint", constraint, *values, *target, "--logs", str(log), "--json")
+    assert code == 0, err
+    timeline = json.loads(out)
+    assert len(timeline["failures"]) == 1 and timeline["failures"][0]["verdict"] == failure["verdict"]
 
     code, out, err = _cli(capsys, "race", *target, "--error", error, "--json")
     assert code == 0, err
