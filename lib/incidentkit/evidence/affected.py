@@ -66,21 +66,25 @@ def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
     return Affected(judged, scan.skipped_lines, list(scan.files), w, db.describe(), m.deletion_source, snapshot_at,
                     [r.to_dict() for r in scan.file_reads], scan.constraint.name,
                     [f for f in failures if f.kind != "insert"], deletion_sources(m, outside), outside.describe(),
-                    other_constraints(db, scan, w, as_of=as_of, as_of_since=as_of_since,
-                                      as_of_precision=as_of_precision))
+                    other_constraints(db, scan, w))
 
 
-def other_constraints(db, scan: LogScan, window: float, **as_of: Any) -> list[dict[str, Any]]:
+def other_constraints(db, scan: LogScan, window: float) -> list[dict[str, Any]]:
     """The other foreign keys whose violations the logs hold, each judged as any constraint is
-    (:func:`incidentkit.evidence.generic.affected_any`): the logs are read again only for those the
-    scan passed by. A name that is no foreign key of this database is listed with a note."""
+    (:func:`incidentkit.evidence.generic.affected_any`), from the logs and the database only: no
+    point-in-time probes are spent on them (``incidentkit affected --constraint NAME --as-of-command
+    ...`` does that for one). The logs are read again only for the names the scan passed by; a name
+    this database cannot judge (another database's constraint in a shared server log) is listed with
+    a note, and never stops the run."""
+    from ..exceptions import IncidentKitError
+
     out: list[dict[str, Any]] = []
     for name in sorted(getattr(scan, "other_constraints", ()) or ()):
         from .generic import affected_any
 
         try:
-            result = affected_any(db, list(scan.files), constraint=name, window=window, **as_of)
-        except ConfigError as e:
+            result = affected_any(db, list(scan.files), constraint=name, window=window)
+        except IncidentKitError as e:
             out.append({"constraint": name, "failures": [], "by_verdict": {}, "note": str(e)})
             continue
         data = result.to_dict()
