@@ -1781,6 +1781,14 @@ _PARSERS = {
 }
 
 
+def find_all(block: bytes, needle: bytes, start: int, end: int) -> Iterator[int]:
+    """Every offset of ``needle`` in ``block[start:end]``, left to right, not overlapping."""
+    i = block.find(needle, start, end)
+    while i >= 0:
+        yield i
+        i = block.find(needle, i + len(needle), end)
+
+
 # -- for app_events.py
 def read_log_lines(path: PathArg, stats: ScanStats | None = None,
                    blank_lines_kept: int = 0) -> tuple[str, Iterator[tuple[int, str]]]:

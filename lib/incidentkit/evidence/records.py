@@ -25,7 +25,7 @@ import os
 import stat
 
 from ..text import one_line
-from .logs import MAX_LINE_BYTES, json_records, json_time, leading_time, read_log_lines
+from .logs import MAX_LINE_BYTES, find_all, json_records, json_time, leading_time, read_log_lines
 
 #: Bytes read at a time.
 READ_BLOCK = 4 << 20
@@ -104,7 +104,7 @@ def _hits(path: str, needles: list[bytes], fmt: str):
                 if end == 0:  # no newline in the whole block: an overlong line, passed over
                     carry = b"" if len(block) > MAX_LINE_BYTES else block
                     continue
-            starts = sorted({block.rfind(b"\n", 0, i) + 1 for nd in needles for i in _finds(block, nd, end)})
+            starts = sorted({block.rfind(b"\n", 0, i) + 1 for nd in needles for i in find_all(block, nd, 0, end)})
             counted, counted_at = line_no, 0
             for start in starts:
                 stop = block.find(b"\n", start, end)
@@ -124,13 +124,6 @@ def _hits(path: str, needles: list[bytes], fmt: str):
             carry = block[end:]
             if not data:
                 return
-
-
-def _finds(block: bytes, needle: bytes, end: int):
-    i = block.find(needle, 0, end)
-    while i >= 0:
-        yield i
-        i = block.find(needle, i + len(needle), end)
 
 
 def _earlier_time(block: bytes, pos: int, fmt: str):

@@ -63,7 +63,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence, Union
 from ..db.schema import SchemaMap, split_qualified
 from ..exceptions import ConfigError, LogReadError
 from ..text import iso_utc, one_line
-from .logs import Paths, iter_log_files, parse_time
+from .logs import Paths, find_all, iter_log_files, parse_time
 
 STATUS_LOGGED = "statement logged, commit not observed"
 STATUS_FAILED = "statement logged, then an error or rollback in its session before its next statement"
@@ -816,7 +816,7 @@ class _Lines:
                 in_overlong = False
             long_starts = _overlong_starts(block, start, end)
             self.skip(len(long_starts))
-            hits = sorted({block.rfind(b"\n", 0, i) + 1 for needle in needles for i in _finds(block, needle, start, end)})
+            hits = sorted({block.rfind(b"\n", 0, i) + 1 for needle in needles for i in find_all(block, needle, start, end)})
             counted, at = n, start
             for line_start in hits:
                 counted += block.count(b"\n", at, line_start)
@@ -850,13 +850,6 @@ def _overlong_starts(block: bytes, start: int, end: int) -> set[int]:
             out.add(line_start)
         k = line_end + 1
     return out
-
-
-def _finds(block: bytes, needle: bytes, start: int, end: int) -> Iterator[int]:
-    i = block.find(needle, start, end)
-    while i >= 0:
-        yield i
-        i = block.find(needle, i + len(needle), end)
 
 
 def _sniff(lines: Iterator[tuple[int, str]]) -> tuple[str, list[tuple[int, str]]]:

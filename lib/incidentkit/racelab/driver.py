@@ -237,10 +237,16 @@ def _login_program(strategy: Strategy, side: _Side) -> dict[str, Any]:
 
 
 def _delete_program(side: _Side, end: str) -> dict[str, Any]:
+    return delete_program(side, end, "delete workspace", SQL_DELETE_WORKSPACE, {"workspace_id": WORKSPACE_ID})
+
+
+def delete_program(side: _Side, end: str, label: str, statement: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The deleting side of a cell: delete the referenced row in a transaction that ends with ``end``
+    (commit or rollback) when the schedule releases it; an error is its outcome."""
     side.pause("start")
     try:
         side.execute("begin", SQL_BEGIN["read committed"])
-        rows = side.execute("delete workspace", SQL_DELETE_WORKSPACE, {"workspace_id": WORKSPACE_ID}).rowcount
+        rows = side.execute(label, statement, params).rowcount
         side.pause("end")
         side.execute(end, SQL_COMMIT if end == "commit" else SQL_ROLLBACK)
     except Exception as exc:  # noqa: BLE001

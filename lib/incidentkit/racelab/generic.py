@@ -48,8 +48,8 @@ from typing import Any, Iterable, Sequence
 from ..analysis.constraints import ForeignKeyDef, ParsedError, discover, parse_error
 from ..exceptions import ConfigError, UnsafeTarget
 from .cells import INTERLEAVINGS, CellResult, _statements, _waits
-from .driver import _SCHEDULES, _classify, _constraint, _Lab, _select, _Side, failed_attempt
-from .safety import MARKER_TOKEN, connect, error_text, lab_error
+from .driver import _SCHEDULES, _Lab, _select, _Side, delete_program, failed_attempt
+from .safety import MARKER_TOKEN, connect, lab_error
 from .sql import (
     SQL_BEGIN,
     SQL_COMMIT,
@@ -68,7 +68,6 @@ from .sql import (
     SQL_GENERIC_RESET,
     SQL_GENERIC_TABLE_OIDS,
     SQL_INSERT_MARKER,
-    SQL_ROLLBACK,
     SQL_USER_TABLES,
 )
 
@@ -541,19 +540,7 @@ def _insert_program(strategy: GenericStrategy, st: _Statements, side: _Side) -> 
 
 
 def _delete_program(st: _Statements, side: _Side, end: str) -> dict[str, Any]:
-    side.pause("start")
-    try:
-        side.execute("begin", SQL_BEGIN["read committed"])
-        rows = side.execute("delete parent", st.delete, st.key_params).rowcount
-        side.pause("end")
-        side.execute(end, SQL_COMMIT if end == "commit" else SQL_ROLLBACK)
-    except Exception as exc:  # noqa: BLE001
-        failed = side.last_failed()
-        side.rollback()
-        return {"outcome": _classify(exc, failed), "error": error_text(exc),
-                "sqlstate": getattr(exc, "sqlstate", None), "constraint": _constraint(exc),
-                "rows": None, "end": "rolled back after the error", "step": failed.label if failed else None}
-    return {"outcome": "ok", "error": None, "sqlstate": None, "constraint": None, "rows": rows, "end": end}
+    return delete_program(side, end, "delete parent", st.delete, st.key_params)
 
 
 # -- the lab -----------------------------------------------------------------------------------
