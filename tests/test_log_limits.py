@@ -28,7 +28,8 @@ from incidentkit.exceptions import LogReadError
 SAMPLES = Path(__file__).resolve().parent / "samples" / "logs"
 MiB = 1 << 20
 #: What a scan may add to the child's address space: about 75 MiB whatever the file, most of it
-#: reserved, not used: the digest thread's stack and malloc arena.
+#: reserved, not used: the digest thread's stack and malloc arena (NumPy, which the scan imports
+#: on first use, is loaded before the budget is set).
 SCAN_BUDGET = 128 * MiB
 #: What it may add to the memory actually used (resident).
 RSS_BUDGET = 48 * MiB
@@ -47,6 +48,7 @@ def vm(field):
 
 path, budget, pipe_seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 logs.PIPE_OPEN_SECONDS = pipe_seconds
+logs._numpy()  # a fixed cost (~80-120 MiB of address space, mostly reserved), not the scan's: loaded first
 base, base_rss = vm("VmSize"), vm("VmHWM")
 resource.setrlimit(resource.RLIMIT_AS, (base + budget, base + budget))
 try:

@@ -207,13 +207,151 @@ def test_the_first_failing_file_among_several_fails_the_scan(tmp_path, monkeypat
     monkeypatch.setattr(logs, "PARALLEL_MIN_BYTES", 0)
     for name in ("a.log", "b.log", "c.log", "d.log"):
         (tmp_path / name).write_bytes((SAMPLES / "app/next-server.log").read_bytes())
-    real = logs._iter_files
+    real = logs._file_failures
 
-    def failing(files, rx, fk, stats):  # the workers are forked: they run this
-        if files[0].name in ("b.log", "d.log"):
-            raise LogReadError(f"cannot open log file {files[0].name}: permission denied")
-        return real(files, rx, fk, stats)
+    def failing(path, ctx):  # the workers are forked: they run this
+        if path.name in ("b.log", "d.log"):
+            raise LogReadError(f"cannot open log file {path.name}: permission denied")
+        return real(path, ctx)
 
-    monkeypatch.setattr(logs, "_iter_files", failing)
+    monkeypatch.setattr(logs, "_file_failures", failing)
     with pytest.raises(LogReadError, match="b.log: permission denied"):
         scan_logs(tmp_path)
+
+
+# -- one large file: read in parts, one per worker --------------------------------------------
+def split_everything(monkeypatch) -> None:
+    """Any file is large enough to be read in parts by two workers."""
+    monkeypatch.setattr(logs, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(logs, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(logs, "PARALLEL_WORKERS", 2)
+    monkeypatch.setattr(logs, "_parallel_workers", lambda files: 2)  # the test needs two, whatever the cores
+
+
+def in_one_process(path, monkeypatch) -> LogScan:
+    with monkeypatch.context() as m:
+        m.setattr(logs, "PARALLEL_WORKERS", 1)
+        m.setattr(logs, "_parallel_workers", lambda files: 1)
+        return scan_logs(path)
+
+
+def parts_of(path) -> list:
+    return logs._plan([path], 2, logs.DEFAULT_FOREIGN_KEY)[0]
+
+
+@pytest.mark.parametrize("family", ["text", "jsonl", "pg_stderr", "pg_json"])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_file_read_in_parts_gives_what_one_read_gives(tmp_path, monkeypatch, family, seed):
+    """Two workers, each a part of one file starting at a quiet line, find exactly the failures,
+    line numbers, skipped lines and read record (SHA-256 included) of one process reading it all."""
+    rng = random.Random(f"parts-{family}-{seed}")
+    path = tmp_path / f"{family}.log"
+    path.write_bytes(generated_log(rng, family, 6000))
+    one = in_one_process(path, monkeypatch)
+    split_everything(monkeypatch)
+    parts = parts_of(path)
+    assert len(parts) == 2 and parts[0].start == 0 and parts[0].stop == parts[1].start
+    assert parts[1].stop == path.stat().st_size
+    several = scan_logs(path)
+    assert one.failures
+    assert_same(several, one)
+    assert several.files == one.files and several.other_constraints == one.other_constraints
+
+
+def every_150th_a_failure(n: int) -> str:
+    """A text log whose failures come every 150 lines, each after the one line naming its user:
+    wherever the second part starts, its first failure's user and time lie just before it."""
+    out = []
+    for i in range(n):
+        if i % 150 == 148:
+            out.append(f"2025-10-08T14:{i // 6000 % 60:02d}:{i // 100 % 60:02d}.{i % 1000:03d}Z "
+                       f"warn login user=did:privy:user{i:06d}")
+        elif i % 150 == 149:
+            out.append(f'error: insert or update on table "users" {FK}')
+            out.append(f'Detail: Key (primary_workspace_id)=(ws-{i:06d}) is not present in table "workspaces".')
+        else:
+            out.append(f"    at step {i} (node:internal/process/task_queues:95:5)")
+    return "\n".join(out) + "\n"
+
+
+@pytest.mark.parametrize("cut", [0.31, 0.5, 0.52, 0.77])
+def test_the_second_part_reads_the_lines_before_it_first(tmp_path, monkeypatch, cut):
+    """The part starts where the lines before it hold no error text, and its worker reads the
+    lines before it first: the user and the time of its first failure are there."""
+    path = tmp_path / "app.log"
+    path.write_text(every_150th_a_failure(6000))
+    one = in_one_process(path, monkeypatch)
+    assert len(one.failures) == 40 and all(f.user_id and f.at for f in one.failures)
+    split_everything(monkeypatch)
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        start, primer = logs._quiet_start(fh, int(size * cut), "text")
+    data = path.read_bytes()
+    assert len(primer) == logs._PRIMER_LINES and not any("violates" in (text or "") for text in primer)
+    assert list(primer) == data[:start].decode().split("\n")[-1 - len(primer):-1]
+    monkeypatch.setattr(logs, "_split_file", lambda p, sz, w, fk: [
+        logs._Part(p, 0, start, "text"), logs._Part(p, start, sz, "text", primer)])
+    assert_same(scan_logs(path), one)
+    # without the lines before it, the part's first failure would lose its user (and time)
+    monkeypatch.setattr(logs, "_split_file", lambda p, sz, w, fk: [
+        logs._Part(p, 0, start, "text"), logs._Part(p, start, sz, "text", ())])
+    unprimed = scan_logs(path)
+    first_after = next(f for f in one.failures if data.count(b"\n", 0, start) < f.line)
+    assert data.count(b"\n", 0, start) == first_after.line - 1  # the part starts on its error line
+    assert [f.to_dict() for f in unprimed.failures] != [f.to_dict() for f in one.failures]
+
+
+def test_no_quiet_line_no_parts(tmp_path, monkeypatch):
+    """A text log with an error line every few lines has no quiet start: it is read whole."""
+    path = tmp_path / "dense.log"
+    path.write_text("".join(f"2025-10-08T14:03:22.{i % 1000:03d}Z error user=did:privy:u{i}\n"
+                            f"error: {FK}\n" for i in range(5000)))
+    split_everything(monkeypatch)
+    assert parts_of(path) == [logs._Part(path)]
+    assert_same(scan_logs(path), in_one_process(path, monkeypatch))
+
+
+def test_compressed_and_csv_files_are_read_whole(tmp_path, monkeypatch):
+    split_everything(monkeypatch)
+    rng = random.Random("whole")
+    gz = tmp_path / "app.log.gz"
+    gz.write_bytes(gzip.compress(generated_log(rng, "text", 3000)))
+    csv_log = tmp_path / "postgresql.csv"
+    csv_log.write_bytes(generated_log(rng, "pg_csv", 3000))
+    assert parts_of(gz) == [logs._Part(gz)] and parts_of(csv_log) == [logs._Part(csv_log)]
+    assert_same(scan_logs(tmp_path), in_one_process(tmp_path, monkeypatch))
+
+
+def test_wherever_a_part_may_start_the_failures_are_the_same(tmp_path, monkeypatch):
+    """For even shares falling anywhere (inside a record, on its error line, in its detail), the
+    start the plan picks leaves every record whole: the same failures as one read."""
+    out = []
+    for i in range(6000):
+        ts = f"2025-10-08T14:{i // 600 % 60:02d}:{i // 10 % 60:02d}.{i % 1000:03d}Z"
+        if i % 200 == 199:
+            out += [f"{ts} error user=did:privy:user{i:05d}", f"error: insert or update on table \"users\" {FK}",
+                    f'Detail: Key (primary_workspace_id)=(ws-{i:05d}) is not present in table "workspaces".']
+        else:
+            out.append(f"{ts} info  GET /api/health 200 {i}ms")
+    path = tmp_path / "app.log"
+    path.write_text("\n".join(out) + "\n")
+    one = in_one_process(path, monkeypatch)
+    assert len(one.failures) == 30 and all(f.workspace_id and f.user_id for f in one.failures)
+    split_everything(monkeypatch)
+    size = path.stat().st_size
+    data = path.read_bytes()
+    starts = set()
+    for k in range(1, 60):
+        with open(path, "rb") as fh:
+            found = logs._quiet_start(fh, size * k // 60, "text")
+        assert found is not None
+        start, primer = found
+        starts.add(start)
+        assert data[start - 1:start] == b"\n"
+        before = data[:start].split(b"\n")[:-1][-logs._PRIMER_LINES:]
+        assert b"violates" not in b"\n".join(before)
+        assert len(primer) == logs._PRIMER_LINES or len(primer) == data.count(b"\n", 0, start)  # or all from the top
+        monkeypatch.setattr(logs, "_split_file", lambda p, sz, w, fk, s=start, pr=primer: [
+            logs._Part(p, 0, s, "text"), logs._Part(p, s, sz, "text", pr)])
+        assert_same(scan_logs(path), one)
+    assert len(starts) > 25

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping
@@ -115,28 +116,35 @@ class Database:
         """``text`` with the URL, its password and any other credential replaced by ``***``."""
         return scrub_secrets(text, self._secrets)
 
-    # -- engine -------------------------------------------------------------------------
+    # -- connections ----------------------------------------------------------------------
+    def _conninfo(self) -> str:
+        """The libpq connection string the kit connects with (secret: never shown)."""
+        from psycopg.conninfo import make_conninfo
+
+        extra: dict[str, Any] = {}
+        if "application_name" not in self._parts:
+            extra["application_name"] = config.APPLICATION_NAME
+        if "connect_timeout" not in self._parts:
+            extra["connect_timeout"] = 10
+        # libpq itself reads the connection string (multi-host, socket directories, every
+        # parameter), exactly as psql would.
+        return make_conninfo("", **self._parts, **extra)
+
+    def _connect(self):
+        """A new psycopg connection (server-side prepared statements off: pooler-safe)."""
+        import psycopg
+
+        return psycopg.connect(self._conninfo(), prepare_threshold=None)
+
     @property
     def engine(self):
+        """A SQLAlchemy engine on the same connections (for pandas and the notebooks; the kit's
+        own reads, :meth:`read`, go straight through psycopg and never import SQLAlchemy)."""
         if self._engine is None:
-            import psycopg
-            from psycopg.conninfo import make_conninfo
             from sqlalchemy import create_engine
             from sqlalchemy.pool import NullPool
 
-            extra: dict[str, Any] = {}
-            if "application_name" not in self._parts:
-                extra["application_name"] = config.APPLICATION_NAME
-            if "connect_timeout" not in self._parts:
-                extra["connect_timeout"] = 10
-            # libpq itself reads the connection string (multi-host, socket directories, every
-            # parameter), exactly as psql would; SQLAlchemy only drives the connection.
-            conninfo = make_conninfo("", **self._parts, **extra)
-
-            def connect():
-                return psycopg.connect(conninfo, prepare_threshold=None)
-
-            self._engine = create_engine("postgresql+psycopg://", creator=connect, poolclass=NullPool,
+            self._engine = create_engine("postgresql+psycopg://", creator=self._connect, poolclass=NullPool,
                                          hide_parameters=True)
         return self._engine
 
@@ -144,12 +152,18 @@ class Database:
     def read(self) -> Iterator["Reader"]:
         """One read-only, repeatable-read transaction with the kit's timeouts."""
         with self.translate_errors():
-            with self.engine.connect() as conn:
-                conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-                with conn.begin():
+            from psycopg import IsolationLevel
+
+            conn = self._connect()
+            try:
+                conn.isolation_level = IsolationLevel.REPEATABLE_READ
+                conn.read_only = True
+                with conn.transaction():  # BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; commit or rollback
                     reader = Reader(conn, self)
                     reader._set_locals()
                     yield reader
+            finally:
+                conn.close()
 
     @contextlib.contextmanager
     def translate_errors(self) -> Iterator[None]:
@@ -167,9 +181,12 @@ class Database:
     def _map_error(self, exc: BaseException):
         import psycopg
         from psycopg import errors as pe
-        from sqlalchemy import exc as sa_exc
 
-        orig = exc.orig if isinstance(exc, sa_exc.DBAPIError) and exc.orig is not None else exc
+        # SQLAlchemy (the engine's users) wraps the driver's error; never imported just to check.
+        sa_exc = getattr(sys.modules.get("sqlalchemy"), "exc", None)
+        sa_dbapi = sa_exc.DBAPIError if sa_exc is not None else ()
+        sa_operational = sa_exc.OperationalError if sa_exc is not None else ()
+        orig = exc.orig if isinstance(exc, sa_dbapi) and exc.orig is not None else exc
         where = self.describe()
         if isinstance(orig, pe.QueryCanceled):
             return QueryFailed(f"a query on {where} hit the statement timeout "
@@ -187,9 +204,9 @@ class Database:
             return QueryFailed(self.scrub(f"{where}: {first_line(orig)} (the kit needs SELECT on the mapped tables)"))
         if isinstance(orig, pe.ReadOnlySqlTransaction):
             return QueryFailed(self.scrub(f"{where}: refused a write: {first_line(orig)}"))
-        if isinstance(orig, psycopg.OperationalError) or isinstance(exc, sa_exc.OperationalError):
+        if isinstance(orig, psycopg.OperationalError) or isinstance(exc, sa_operational):
             return ConnectionFailed(self.scrub(f"cannot use {where}: {self._explain_connect(orig)}"))
-        if isinstance(orig, psycopg.Error) or isinstance(exc, sa_exc.DBAPIError):
+        if isinstance(orig, psycopg.Error) or isinstance(exc, sa_dbapi):
             return QueryFailed(self.scrub(f"{where}: {first_line(orig)}"))
         return None
 
@@ -228,7 +245,7 @@ class Reader:
     def _set_locals(self) -> None:
         t = self.db.timeouts
         # set_config(..., true) is SET LOCAL with bound values: per transaction, pooler-safe.
-        self._conn.exec_driver_sql(
+        self._conn.execute(
             "select set_config('statement_timeout', %(s)s, true),"
             " set_config('lock_timeout', %(l)s, true),"
             " set_config('idle_in_transaction_session_timeout', %(i)s, true),"
@@ -239,11 +256,12 @@ class Reader:
 
     def all(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict]:
         """Run ``sql`` (psycopg ``%(name)s`` placeholders, values bound) and return its rows."""
-        result = self._conn.exec_driver_sql(sql, dict(params or {}))
-        if not result.returns_rows:
-            return []
-        keys = list(result.keys())
-        return [dict(zip(keys, row)) for row in result.fetchall()]
+        with self._conn.cursor() as cur:
+            cur.execute(sql, dict(params or {}))
+            if cur.description is None:
+                return []
+            keys = [c.name for c in cur.description]
+            return [dict(zip(keys, row)) for row in cur.fetchall()]
 
     def one(self, sql: str, params: Mapping[str, Any] | None = None) -> dict | None:
         rows = self.all(sql, params)

@@ -94,13 +94,61 @@ def _version_key(path: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+#: ``postgres --version`` answers already known to this process: {binary's key: major}.
+_VERSIONS: dict[str, int] = {}
+
+
+def _versions_file() -> Path:
+    return config.cache_dir() / ".pg-versions.json"
+
+
+def _binary_key(exe: Path) -> str | None:
+    """What identifies a binary's build: its real path, size, modification time and inode."""
+    try:
+        real = exe.resolve()
+        st = real.stat()
+    except OSError:
+        return None
+    return f"{real}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+
+
 def server_version(bin_dir: Path) -> int:
-    """The major version of the binaries in ``bin_dir`` (e.g. 16)."""
-    out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=True).stdout
+    """The major version of the binaries in ``bin_dir`` (e.g. 16).
+
+    ``postgres --version`` is run once per binary: its answer is kept (in this process and in
+    the cache directory's ``.pg-versions.json``) under the binary's path, size, modification
+    time and inode, so a replaced or upgraded binary is asked again."""
+    import json
+
+    exe = Path(bin_dir) / "postgres"
+    key = _binary_key(exe)
+    if key is not None and key in _VERSIONS:
+        return _VERSIONS[key]
+    known: dict = {}
+    if key is not None:
+        with contextlib.suppress(OSError, ValueError):
+            loaded = json.loads(_versions_file().read_text(encoding="utf-8"))
+            known = loaded if isinstance(loaded, dict) else {}
+        major = known.get(key)
+        if type(major) is int and 0 < major < 1000:
+            _VERSIONS[key] = major
+            return major
+    out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True).stdout
     m = re.search(r"(\d+)(?:\.\d+)?", out)
     if not m:
         raise EmbeddedServerError(f"cannot read the PostgreSQL version from {out.strip()!r}")
-    return int(m.group(1))
+    major = int(m.group(1))
+    if key is not None and key == _binary_key(exe):  # unchanged while it answered
+        _VERSIONS[key] = major
+        known = {k: v for k, v in known.items() if type(v) is int and Path(k.rsplit("|", 3)[0]).exists()}
+        known[key] = major
+        path = _versions_file()
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, path)
+    return major
 
 
 def _free_port() -> int:

@@ -80,6 +80,7 @@ import threading
 import zlib
 from collections import Counter, deque
 from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from itertools import chain
@@ -87,6 +88,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol, Union
 
 from ..exceptions import ConfigError, LogReadError
+
+
 from ..text import iso_utc
 
 DEFAULT_USER_PATTERN = r"did:privy:[a-z0-9]+"
@@ -374,30 +377,46 @@ def scan_logs(
     *,
     user_pattern: str | re.Pattern[str] = DEFAULT_USER_PATTERN,
     constraint: str | ForeignKey = DEFAULT_CONSTRAINT,
+    digest: bool = True,
 ) -> LogScan:
     """Read everything and return the failures with the skipped-line count and the files read.
 
-    Several files holding PARALLEL_MIN_BYTES or more in all are scanned in PARALLEL_WORKERS
-    processes (one file each at a time); the result is the same, in the same order."""
+    With cores to spare and PARALLEL_MIN_BYTES or more to read, the work is shared among
+    PARALLEL_WORKERS processes: several files one each at a time, and a large regular
+    uncompressed file in parts (see :func:`_plan`); the result is the same, in the same order.
+    ``digest=False`` leaves each file's ``sha256`` out (``None``): a report's manifest wants it,
+    a look at the failures does not pay for it."""
     scan = LogScan(constraint=ForeignKey.of(constraint))
     rx = compile_user_pattern(user_pattern)
     files = list(iter_log_files(paths))
     workers = _parallel_workers(files)
     if workers > 1:
-        _scan_in_processes(files, rx, scan, workers)
+        _scan_in_processes(_plan(files, workers, scan.constraint), rx, scan, workers, digest)
     else:
-        scan.failures.extend(_iter_files(files, rx, scan.constraint, scan))
+        scan.failures.extend(_iter_files(files, rx, scan.constraint, scan, digest))
     return scan
 
 
-#: Several files are scanned in parallel when they hold this many bytes in all (and there are cores).
+#: Files are scanned in parallel when they hold this many bytes in all (and there are cores).
 PARALLEL_MIN_BYTES = 64 << 20
-#: At most this many processes scan files at once.
+#: At most this many processes scan at once.
 PARALLEL_WORKERS = 2
+#: A regular, uncompressed file this large is read in parts, one per worker.
+SPLIT_MIN_BYTES = 64 << 20
+#: Formats whose parts can be read apart: JSON lines are independent; a text or stderr part starts
+#: at a quiet line (see :func:`_quiet_start`). csvlog's quoted fields may hold any line: never split.
+_SPLITTABLE = ("text", "jsonl", "pg_json", "pg_stderr")
+#: The lines before a text or stderr part that its worker reads first, counting nothing, so that
+#: its parser stands where a whole read would: with no error text among them no failure record
+#: is open at the part's start (one ends within TEXT_RECORD_MAX_LINES of its error line, or at
+#: the next stderr log line), and they hold the last timestamp and the user look-back.
+_PRIMER_LINES = 2 * (TEXT_RECORD_MAX_LINES + USER_LOOKBACK_LINES)
+#: A part's start is looked for in this many bytes after its even share; else the file is not split.
+_PRIMER_SEARCH_BYTES = 8 << 20
 
 
 def _parallel_workers(files: list[Path]) -> int:
-    if len(files) < 2 or PARALLEL_WORKERS < 2 or not hasattr(os, "fork"):
+    if not files or PARALLEL_WORKERS < 2 or not hasattr(os, "fork"):
         return 1
     try:
         cores = len(os.sched_getaffinity(0))
@@ -412,30 +431,224 @@ def _parallel_workers(files: list[Path]) -> int:
         if not stat.S_ISREG(st.st_mode):
             return 1  # pipes and the like: read here, as given
         total += st.st_size
-    return min(PARALLEL_WORKERS, cores, len(files)) if total >= PARALLEL_MIN_BYTES else 1
+    if len(files) < 2 and total < SPLIT_MIN_BYTES:
+        return 1
+    return min(PARALLEL_WORKERS, cores) if total >= PARALLEL_MIN_BYTES else 1
 
 
-def _scan_one(path: Path, rx: re.Pattern[str], fk: ForeignKey) -> LogScan:
-    part = LogScan(constraint=fk)
-    part.failures.extend(_iter_files([path], rx, fk, part))
-    return part
+@dataclass(frozen=True)
+class _Part:
+    """One worker's share of a file: bytes ``start``..``stop`` (line starts; whole file: 0, None),
+    its format once known, and the lines just before ``start`` to replay first (see _PRIMER_LINES)."""
+
+    path: Path
+    start: int = 0
+    stop: int | None = None
+    format: str | None = None
+    primer: tuple[str | None, ...] = ()
 
 
-def _scan_in_processes(files: list[Path], rx: re.Pattern[str], scan: LogScan, workers: int) -> None:
-    """Each file scanned in a worker process; the parts joined in file order (the first error raised)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+def _plan(files: list[Path], workers: int, fk: ForeignKey) -> list[list[_Part]]:
+    """Each file's parts: a large regular uncompressed file of a splittable format in ``workers``
+    parts starting at quiet lines; any other file whole."""
+    plan = []
+    for path in files:
+        parts = None
+        try:
+            size = os.stat(path).st_size
+            if size >= SPLIT_MIN_BYTES:
+                parts = _split_file(path, size, workers, fk)
+        except OSError:
+            parts = None  # the scan itself reports it
+        plan.append(parts or [_Part(path)])
+    return plan
 
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+
+def _split_file(path: Path, size: int, workers: int, fk: ForeignKey) -> list[_Part] | None:
+    with open(path, "rb") as fh:
+        if fh.read(2) == _GZIP_MAGIC:
+            return None
+    probe = _Ctx(str(path), re.compile("(?!)"), fk, LogScan())
+    units = _units(path, probe)
     try:
-        for part in pool.map(_scan_one, files, [rx] * len(files), [scan.constraint] * len(files)):
-            scan.failures.extend(part.failures)
-            scan.skipped_lines += part.skipped_lines
-            scan.files.extend(part.files)
-            scan.file_reads.extend(part.file_reads)
-            scan.other_constraints |= part.other_constraints
+        fmt, _ = _sniff(units, probe)
+    finally:
+        units.close()
+    if fmt not in _SPLITTABLE:
+        return None
+    starts: list[tuple[int, tuple[str | None, ...]]] = [(0, ())]
+    with open(path, "rb") as fh:
+        for k in range(1, workers):
+            found = _quiet_start(fh, size * k // workers, fmt)
+            if found is None or found[0] <= starts[-1][0] or found[0] >= size:
+                return None
+            starts.append(found)
+    bounds = [s for s, _ in starts[1:]] + [size]
+    return [_Part(path, start, stop, fmt, primer) for (start, primer), stop in zip(starts, bounds)]
+
+
+def _quiet_start(fh: Any, target: int, fmt: str) -> tuple[int, tuple[str | None, ...]] | None:
+    """A line start at or after ``target`` where a part may begin, with its primer lines; ``None``
+    when there is none within _PRIMER_SEARCH_BYTES."""
+    back = 0 if fmt in ("jsonl", "pg_json") else min(target, 4 << 20)
+    lo = target - back
+    fh.seek(lo)
+    data = fh.read(back + _PRIMER_SEARCH_BYTES)
+    pos = back
+    while True:
+        nl = data.find(b"\n", max(pos - 1, 0))
+        if nl < 0 or nl + 1 >= len(data):
+            return None
+        start = nl + 1
+        if fmt in ("jsonl", "pg_json"):  # independent lines: any line start will do
+            return lo + start, ()
+        primer, pos = _primer(data, start, fmt, lo == 0)
+        if primer is not None:
+            return lo + start, primer
+
+
+def _primer(data: bytes, start: int, fmt: str, at_file_start: bool) -> tuple[tuple[str | None, ...] | None, int]:
+    """(the _PRIMER_LINES lines before ``start``, decoded as the scan would with ``None`` for a
+    line it skips, or all lines before it near the file's start; where to look next) when they make
+    a quiet start: no error text, and a timestamped line (text) or a log line (stderr) among them;
+    else (``None``, a later offset to try)."""
+    p = start
+    for _ in range(_PRIMER_LINES):
+        if p <= 0:
+            break
+        p = data.rfind(b"\n", 0, p - 1) + 1
+    if p == 0 and not at_file_start:
+        return None, start + 1  # lines longer than what was read: look further on
+    window = data[p:start]
+    hit = window.rfind(_NEEDLE)
+    if hit >= 0:  # begin looking again _PRIMER_LINES lines after the error text
+        q = p + hit
+        for _ in range(_PRIMER_LINES + 1):  # past the error text's line, then as many lines again
+            q = data.find(b"\n", q) + 1
+            if q == 0:
+                return None, len(data)
+        return None, q
+    lines = tuple(_decode(raw) if len(raw) < MAX_LINE_BYTES else None for raw in window.split(b"\n")[:-1])
+    if any(text is not None and _marks_state(text, fmt) for text in lines):
+        return lines, start
+    q = start  # none: try again after the next line that has one
+    while (nl := data.find(b"\n", q)) >= 0:
+        text = _decode(data[q:nl + 1]) if nl + 1 - q < MAX_LINE_BYTES else None
+        q = nl + 1
+        if text is not None and _marks_state(text, fmt):
+            return None, q
+    return None, len(data)
+
+
+def _marks_state(text: str, fmt: str) -> bool:
+    """Whether the idle parser, reading this line, takes all it keeps from before it from the line
+    itself: a text line's timestamp (the latest counts), a stderr log line (it closes any record)."""
+    if fmt == "text":
+        return _leading_time(text) is not None
+    m = _STDERR_LINE.match(text)
+    return m is not None and m.group("sev") not in _PG_SECONDARY
+
+
+#: In a worker process: the count of bytes read by all workers, shared with the parent (see _scan_in_processes).
+_WORKER_DONE: Any = None
+
+
+def _worker_done(done: Any) -> None:
+    global _WORKER_DONE
+    _WORKER_DONE = done
+
+
+def _scan_part(part: _Part, rx: re.Pattern[str], fk: ForeignKey, digest: bool) -> LogScan:
+    scan = LogScan(constraint=fk)
+    ctx = _Ctx(str(part.path), rx, fk, scan, digest=digest and part.format is None, done=_WORKER_DONE)
+    if part.format is None:
+        scan.failures.extend(_file_failures(part.path, ctx))
+    else:
+        scan.failures.extend(_part_failures(part, ctx))
+    return scan
+
+
+def _scan_in_processes(plan: list[list[_Part]], rx: re.Pattern[str], scan: LogScan, workers: int,
+                       digest: bool) -> None:
+    """Each part scanned in a worker process; the parts joined in file order (the first error raised).
+
+    A file read in parts has its line numbers counted on from the parts before, its counts
+    summed, and (with ``digest``) its SHA-256 taken here while the workers read."""
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, ThreadPoolExecutor, wait
+
+    mp = multiprocessing.get_context("fork")
+    _numpy()  # imported once, before the workers are forked
+    done = mp.Value("q", 0, lock=False)  # bytes read by all workers, for the progress line
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp, initializer=_worker_done, initargs=(done,))
+    hashing = ThreadPoolExecutor(max_workers=1) if digest else None
+    try:
+        futures = [[pool.submit(_scan_part, part, rx, scan.constraint, digest) for part in parts]
+                   for parts in plan]
+        sums = {parts[0].path: hashing.submit(_sha256_of, parts[0].path)
+                for parts in plan if hashing is not None and len(parts) > 1}
+        total = sum(_size_or_zero(parts[0].path) for parts in plan)
+        for parts, futs in zip(plan, futures):
+            while wait(futs, timeout=0.5, return_when=FIRST_EXCEPTION).not_done:
+                _progress_total(done.value, total)
+            results = [f.result() for f in futs]
+            _join(parts, results, scan, sums.get(parts[0].path))
+        _progress_total(done.value, total, final=True)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # after an error, the files not begun are not read
+        if hashing is not None:
+            hashing.shutdown(wait=True, cancel_futures=True)
+
+
+def _size_or_zero(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _sha256_of(path: Path) -> str | None:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(READ_BLOCK * 4):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def _join(parts: list[_Part], results: list[LogScan], scan: LogScan, sha: Any) -> None:
+    lines = 0
+    read: LogFileRead | None = None
+    for part, res in zip(parts, results):
+        if lines:
+            scan.failures.extend(replace(f, line=f.line + lines) for f in res.failures)
+        else:
+            scan.failures.extend(res.failures)
+        scan.skipped_lines += res.skipped_lines
+        scan.other_constraints |= res.other_constraints
+        for r in res.file_reads:
+            if read is None:
+                read = r
+            else:
+                read.bytes_read += r.bytes_read
+                read.skipped_lines += r.skipped_lines
+                read.lines = lines + r.lines
+        lines = read.lines if read is not None else lines
+        if len(parts) == 1:
+            scan.files.extend(res.files)
+    if len(parts) > 1:
+        scan.files.append(str(parts[0].path))
+        if read is not None:
+            read.size = parts[-1].stop  # the file's size when it was planned
+            complete = read.bytes_read == read.size
+            read.sha256 = sha.result() if sha is not None and complete else None
+    if read is not None:
+        scan.file_reads.append(read)
+
+
+def _progress_total(done: int, total: int, final: bool = False) -> None:
+    if total >= PROGRESS_EVERY and sys.stderr.isatty() and (done or final):
+        end = "\n" if final else ""
+        print(f"\r  reading logs: {done / 1e6:,.0f} of {total / 1e6:,.0f} MB", end=end, file=sys.stderr, flush=True)
 
 
 def iter_lines(path: str | Path, blank_lines_kept: int = 16) -> Iterator[tuple[int, str]]:
@@ -457,9 +670,10 @@ def compile_user_pattern(pattern: str | re.Pattern[str]) -> re.Pattern[str]:
         raise ConfigError(f"invalid user id pattern {pattern!r}: {e}") from None
 
 
-def _iter_files(files: list[Path], rx: re.Pattern[str], fk: ForeignKey, stats: ScanStats) -> Iterator[LogFailure]:
+def _iter_files(files: list[Path], rx: re.Pattern[str], fk: ForeignKey, stats: ScanStats,
+                digest: bool = True) -> Iterator[LogFailure]:
     for path in files:
-        yield from _file_failures(path, _Ctx(str(path), rx, fk, stats))
+        yield from _file_failures(path, _Ctx(str(path), rx, fk, stats, digest=digest))
 
 
 # -- finding files ------------------------------------------------------------------------
@@ -544,6 +758,19 @@ _NEEDLE = b"violates foreign key constraint"
 _UNCLEAN = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
 _CLEAN = bytes(b for b in range(256) if b not in _UNCLEAN)
 
+#: Blocks at least this large are indexed with NumPy (when importable): see :class:`_Block`.
+_NUMPY_MIN_BYTES = 1 << 16
+
+
+@lru_cache(maxsize=1)
+def _numpy() -> Any:
+    """NumPy (installed with pandas), imported when a large block first needs it; else None."""
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - pandas needs it
+        return None
+    return numpy
+
 _Line = tuple[int, str]  # (1-based line number, text)
 _Unit = tuple[int, Union[str, int]]  # a line, or (its last line number, count) for a blank run
 
@@ -551,8 +778,11 @@ _Unit = tuple[int, Union[str, int]]  # a line, or (its last line number, count) 
 class _Ctx:
     """What one file's parser needs: where it is, what it looks for, and where to count."""
 
-    def __init__(self, source: str, rx: re.Pattern[str], fk: str | ForeignKey, stats: ScanStats):
+    def __init__(self, source: str, rx: re.Pattern[str], fk: str | ForeignKey, stats: ScanStats,
+                 digest: bool = True, done: Any = None):
         self.source = source
+        self.digest = digest  # take the file's SHA-256 as it is read
+        self.done = done  # a shared count of bytes read (a worker's progress), or None: print it here
         self.rx = rx
         self.fk = fk = ForeignKey.of(fk)
         self.constraint = fk.name
@@ -647,11 +877,11 @@ class _Source(io.RawIOBase):
     (``/dev/zero``), sockets and other special files are refused with a :class:`LogReadError`.
     """
 
-    def __init__(self, path: Path, info: LogFileRead):
+    def __init__(self, path: Path, info: LogFileRead, digest: bool = True, start: int = 0, stop: int | None = None):
         super().__init__()
         self.path, self.info = path, info
         self.fd = -1
-        self.digest = _Digest()
+        self.digest = _Digest() if digest else None
         try:
             self.fd = _open_fd(path)
         except FileNotFoundError:
@@ -669,6 +899,9 @@ class _Source(io.RawIOBase):
         self.limit: int | None = None if self.pipe else st.st_size
         if not self.pipe:
             os.set_blocking(self.fd, True)
+            if start or stop is not None:  # a part of a regular file (see _Part)
+                os.lseek(self.fd, start, os.SEEK_SET)
+                self.limit = (st.st_size if stop is None else min(stop, st.st_size)) - start
         self.poller = select.poll() if self.pipe else None
         if self.poller is not None:
             self.poller.register(self.fd, select.POLLIN)
@@ -706,7 +939,8 @@ class _Source(io.RawIOBase):
         if n == 0:
             self.at_end = True
             return 0
-        self.digest.update(bytes(view[:n]))
+        if self.digest is not None:
+            self.digest.update(bytes(view[:n]))
         self.done += n
         self.info.bytes_read = self.done
         return n
@@ -730,7 +964,8 @@ class _Source(io.RawIOBase):
         if not data:
             self.at_end = True
             return b""
-        self.digest.update(data)
+        if self.digest is not None:
+            self.digest.update(data)
         self.done += len(data)
         self.info.bytes_read = self.done
         return data
@@ -741,13 +976,15 @@ class _Source(io.RawIOBase):
             spare = bytearray(READ_BLOCK)
             while self.readinto(spare):
                 pass
-        digest = self.digest.hexdigest()
-        if self.at_end:
-            self.info.sha256 = digest
+        if self.digest is not None:
+            digest = self.digest.hexdigest()
+            if self.at_end:
+                self.info.sha256 = digest
 
     def close(self) -> None:
         if not self.closed:
-            self.digest.stop()
+            if self.digest is not None:
+                self.digest.stop()
             if self.fd >= 0:
                 os.close(self.fd)
                 self.fd = -1
@@ -755,13 +992,20 @@ class _Source(io.RawIOBase):
 
 
 @contextmanager
-def _open_log(path: Path, ctx: _Ctx) -> Iterator[Callable[[int], bytes]]:
+def _open_log(path: Path, ctx: _Ctx, part: "_Part | None" = None) -> Iterator[Callable[[int], bytes]]:
     """A ``read(n)`` of the file's bytes, decompressed when it starts with gzip's magic bytes.
 
     Each call returns at most n bytes and what a single read gives (a pipe's bytes as they
-    come), ``b""`` at the end.
+    come), ``b""`` at the end. With ``part``, the bytes of that part of a regular uncompressed file.
     """
-    source = _Source(path, ctx.read)
+    if part is not None:
+        source = _Source(path, ctx.read, digest=False, start=part.start, stop=part.stop)
+        try:
+            yield source.readinto
+        finally:
+            source.close()
+        return
+    source = _Source(path, ctx.read, digest=ctx.digest)
     try:
         try:
             first = source.read_block(READ_BLOCK)
@@ -771,22 +1015,41 @@ def _open_log(path: Path, ctx: _Ctx) -> Iterator[Callable[[int], bytes]]:
             ctx.read.compressed = True
             raw = io.BufferedReader(_Prefixed(first, source), buffer_size=READ_BLOCK)
             with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-                yield gz.read1
+                yield _into(gz.read1)
         else:
-            yield _after(first, source.read_block)
+            yield _after(first, source.readinto)
         source.finish()
     finally:
         source.close()
 
 
-def _after(first: bytes, read: Callable[[int], bytes]) -> Callable[[int], bytes]:
-    """``read``, the bytes ``first`` coming first (as one block)."""
-    pending = [first] if first else []
+#: A ``readinto(buffer) -> count`` of a log's bytes (0 at the end; a pipe's bytes as they come).
+_ReadInto = Callable[[memoryview], int]
 
-    def read_first(size: int) -> bytes:
-        return pending.pop() if pending else read(size)
+
+def _after(first: bytes, readinto: _ReadInto) -> _ReadInto:
+    """``readinto``, the bytes ``first`` coming first."""
+    pending = memoryview(first)
+
+    def read_first(view: memoryview) -> int:
+        nonlocal pending
+        if not len(pending):
+            return readinto(view)
+        k = min(len(view), len(pending))
+        view[:k] = pending[:k]
+        pending = pending[k:]
+        return k
 
     return read_first
+
+
+def _into(read: Callable[[int], bytes]) -> _ReadInto:
+    def readinto(view: memoryview) -> int:
+        data = read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    return readinto
 
 
 class _Prefixed(io.RawIOBase):
@@ -847,55 +1110,60 @@ def _blank_run_end(data: bytes, pos: int, end: int) -> int:
     return data.rfind(b"\n", pos, m.start()) + 1 or pos
 
 
-def _split(read: Callable[[int], bytes], ctx: _Ctx) -> Iterator[_Unit]:
+def _split(readinto: _ReadInto, ctx: _Ctx) -> Iterator[_Unit]:
     """The units of a byte stream: good lines, blank runs; bad lines are counted as skipped.
 
     A blank run comes as one (last line, count) unit, or, once ``ctx.blanks_kept`` is set, as
-    that many of its last lines (empty), numbered as in the file.
+    that many of its last lines (empty), numbered as in the file. The bytes are read into one
+    buffer, reused: a line going on past a block is carried to the buffer's start.
     """
     info = ctx.read
     n = 0
-    carry = b""  # the start of a line that goes on in the next block (shorter than MAX_LINE_BYTES)
+    buf = bytearray(READ_BLOCK + MAX_LINE_BYTES)
+    view = memoryview(buf)
+    have = 0  # the start of a line that goes on in the next block, at buf's start (< MAX_LINE_BYTES)
     overlong = False  # in the middle of a line already too long: its bytes are dropped to its end
     next_report = PROGRESS_EVERY
     try:
         while True:
             info.lines = n
-            block = read(READ_BLOCK)
-            if not block:
+            got = readinto(view[have:have + READ_BLOCK])
+            if not got:
                 break
-            ctx.offset += len(block)
-            if ctx.offset >= next_report:
+            ctx.offset += got
+            if ctx.done is not None:
+                ctx.done.value += got  # a worker: the parent shows the progress
+            elif ctx.offset >= next_report:
                 _progress(ctx.source, ctx.offset)
                 next_report += PROGRESS_EVERY
+            valid = have + got
+            data = buf
+            pos = 0
             if overlong:
-                nl = block.find(b"\n")
+                nl = data.find(b"\n", 0, valid)
                 if nl < 0:
                     continue
                 n += 1
                 ctx.skip()
                 overlong = False
-                block = block[nl + 1:]
-            data = carry + block if carry else block
-            del block
-            end = data.rfind(b"\n") + 1  # the complete lines end here
-            pos = 0
-            skim_from = -1  # where skimming may start in this block, once known
+                pos = nl + 1
+            end = max(data.rfind(b"\n", pos, valid) + 1, pos)  # the complete lines end here
+            index: _Block | None = None  # the block's newlines and cleanliness, once needed
             planned = -1  # the candidate line a skim was planned up to
             cand = -1  # the start of the next candidate line (or end), once known
             while pos < end:
                 if ctx.idle and pos >= planned and SKIM:
                     skimmer = _SKIMMERS[ctx.format]  # set once the format is known (before idle)
-                    if skim_from < 0:
-                        skim_from = _skimmable_from(data, end)
-                    if pos < skim_from:
-                        resume, planned = pos, skim_from
+                    if index is None:
+                        index = _Block(data, pos, end)
+                    if pos < index.skimmable_from:
+                        resume, planned = pos, index.skimmable_from
                     else:
                         if cand < pos:
                             cand = skimmer.candidate(data, pos, end)
                         resume, planned = skimmer.skim(data, pos, cand, end, ctx)
                     if resume > pos:
-                        n += data.count(b"\n", pos, resume)
+                        n += index.newlines(pos, resume)
                         pos = resume
                         continue
                 if data[pos] in _BLANK_BYTES:
@@ -919,39 +1187,67 @@ def _split(read: Callable[[int], bytes], ctx: _Ctx) -> Iterator[_Unit]:
                     ctx.skip()
                 else:
                     yield n, text
-            carry = data[end:]
-            del data
-            if len(carry) >= MAX_LINE_BYTES:
-                overlong, carry = True, b""
-        if overlong or carry:  # the last line, without a newline
+            have = valid - end
+            if have >= MAX_LINE_BYTES:
+                overlong, have = True, 0
+            elif have:
+                buf[:have] = bytes(view[end:valid])
+        if overlong or have:  # the last line, without a newline
             n += 1
-            text = None if overlong else _decode(carry)
+            text = None if overlong else _decode(bytes(view[:have]))
             if text is None:
                 ctx.skip()
             else:
                 yield n, text
     finally:
         info.lines = n
-    if ctx.offset >= PROGRESS_EVERY:
+    if ctx.offset >= PROGRESS_EVERY and ctx.done is None:
         _progress(ctx.source, ctx.offset, final=True)
 
 
-def _skimmable_from(data: bytes, end: int) -> int:
-    """Where skimming may start in a block: after its first line (which may be overlong: no
-    later line can be, a block being no longer than a line may be), when the block's lines are
-    clean UTF-8 text (no line of them would be skipped or altered by :func:`_decode`); else ``end``.
+class _Block:
+    """One block's complete lines (``data[start:end]``), indexed once for skimming: where skimming
+    may start (:attr:`skimmable_from`) and how many newlines lie between two offsets.
+
+    Skimming may start after the block's first line (which may be overlong: no later line can
+    be, a block being no longer than a line may be) when its lines are clean UTF-8 text (no line
+    of them would be skipped or altered by :func:`_decode`); else nowhere (``end``). With NumPy
+    (installed with pandas) both are found in a few vector passes over the block.
     """
-    first = data.find(b"\n", 0, end) + 1
-    if READ_BLOCK > MAX_LINE_BYTES or first == 0 or first >= end:
-        return end
-    if data.translate(None, _CLEAN):  # the whole block, first and unfinished lines too: rare, and no copy
-        return end
-    if not data.isascii():
-        try:
-            data[first:end].decode("utf-8")
-        except UnicodeDecodeError:
+
+    def __init__(self, data: bytearray, start: int, end: int):
+        self.data = data
+        self.nl: Any = None  # a bool per byte of data[start:end]: is it a newline (NumPy), or None
+        self.start = start
+        self.skimmable_from = self._skimmable_from(data, start, end)
+
+    def newlines(self, p: int, q: int) -> int:
+        if self.nl is not None:
+            return int(_numpy().count_nonzero(self.nl[p - self.start:q - self.start]))
+        return self.data.count(b"\n", p, q)
+
+    def _skimmable_from(self, data: bytearray, start: int, end: int) -> int:
+        first = data.find(b"\n", start, end) + 1
+        if READ_BLOCK > MAX_LINE_BYTES or first == 0 or first >= end:
             return end
-    return first
+        _np = _numpy() if end - start >= _NUMPY_MIN_BYTES else None
+        if _np is not None:
+            a = _np.frombuffer(data, _np.uint8, end - start, start)
+            self.nl = a == 10
+            controls = int(_np.count_nonzero(a < 32))
+            if controls != int(_np.count_nonzero(self.nl)) + int(_np.count_nonzero(a == 9)):
+                if data.translate(None, _CLEAN):  # \r, \f or a control: decide byte by byte
+                    return end
+            elif _np.count_nonzero(a == 127):
+                return end
+        elif data.translate(None, _CLEAN):
+            return end
+        if not data.isascii():
+            try:
+                data[first:end].decode("utf-8")
+            except UnicodeDecodeError:
+                return end
+        return first
 
 
 def _skim(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -1231,6 +1527,36 @@ def _file_failures(path: Path, ctx: _Ctx) -> Iterator[LogFailure]:
         ctx.blanks_kept = _BLANKS_KEPT
         ctx.idle = fmt in ("jsonl", "pg_json")  # their lines are independent: never anything open
         yield from _PARSERS[fmt](chain(_expanded(head, _BLANKS_KEPT), units), ctx)
+
+
+def _part_failures(part: "_Part", ctx: _Ctx) -> Iterator[LogFailure]:
+    """The failures whose records start in one part of a file (line numbers from the part's
+    first line, 1): its primer lines are read first with nothing counted (see _PRIMER_LINES)."""
+    fmt = ctx.format = ctx.read.format = part.format or "text"
+    with _open_log(part.path, ctx, part) as read:
+        ctx.stats.files.append(ctx.source)
+        reads = getattr(ctx.stats, "file_reads", None)
+        if reads is not None:
+            reads.append(ctx.read)
+        ctx.blanks_kept = _BLANKS_KEPT
+        ctx.idle = fmt in ("jsonl", "pg_json")
+        primer = [(i - len(part.primer), text) for i, text in enumerate(part.primer, 1) if text is not None]
+        try:
+            yield from _PARSERS[fmt](chain(_primed(primer, ctx), _split(read, ctx)), ctx)
+        except (EOFError, OSError):
+            ctx.skip()
+
+
+def _primed(primer: list[_Line], ctx: _Ctx) -> Iterator[_Line]:
+    """The primer lines, with whatever the parser counts while it reads them counted nowhere."""
+    if not primer:
+        return
+    counted = ctx.stats, ctx.read
+    ctx.stats, ctx.read = LogScan(), LogFileRead(ctx.source)
+    try:
+        yield from primer
+    finally:
+        ctx.stats, ctx.read = counted
 
 
 # -- shared extraction --------------------------------------------------------------------
