@@ -57,3 +57,23 @@ def test_the_demo_records_and_their_places():
     found = records.records_naming([str(config.demo_log_path())], [USER, WS])
     assert [r.where for r in found] == ["demo-app.log:3", "demo-app.log:4", "demo-app.log:6", "demo-app.log:13"]
     assert all("violates foreign key" not in r.text for r in found)
+
+
+@pytest.mark.parametrize("block", [4096, 1 << 16])
+@pytest.mark.parametrize("parts", [2, 3])
+def test_a_large_file_read_in_parts_gives_the_same_records(tmp_path, monkeypatch, block, parts):
+    """Read in parts (each from a line start, numbered on from the parts before), a file gives the
+    records, line numbers and times of one read; and they are those of a line-by-line read."""
+    path = _log(tmp_path, lines=6000)
+    monkeypatch.setattr(records, "READ_BLOCK", block)
+    whole = list(records._hits(str(path), [USER.encode(), WS.encode()], "text"))
+    monkeypatch.setattr(records, "SPLIT_MIN_BYTES", 0)
+    monkeypatch.setattr(records, "PARTS", parts)
+    monkeypatch.setattr(records.os, "sched_getaffinity", lambda pid: set(range(parts)))
+    bounds = records._parts(str(path))
+    assert len(bounds) == parts + 1 and bounds[0] == 0 and bounds[-1] == path.stat().st_size
+    data = path.read_bytes()
+    assert all(data[b - 1:b] == b"\n" for b in bounds[1:-1])
+    in_parts = records._file_hits(str(path), [USER.encode(), WS.encode()], "text")
+    assert in_parts == whole and len(whole) > 60
+    assert [(n, at) for n, _, at in in_parts] == _slow(path, [USER, WS])

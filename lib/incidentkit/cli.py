@@ -276,7 +276,8 @@ def cmd_affected(args) -> int:
     from .evidence import affected
 
     # Without --logs the library takes the demo's own log on the demo, and refuses elsewhere.
-    a = affected(_database(args), args.logs or None, window=args.window, **_as_of(args))
+    a = affected(_database(args), args.logs or None, window=args.window, digest=False,  # no manifest here
+                 **_as_of(args))
     if args.json:
         _print_json(a.to_dict())
     else:

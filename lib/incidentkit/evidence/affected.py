@@ -36,14 +36,15 @@ from .sources import gather
 def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
              user_pattern: str | None = None, as_of: Any = None,
              as_of_since: float = config.DEFAULT_AS_OF_SINCE_SECONDS,
-             as_of_precision: float = config.DEFAULT_AS_OF_PRECISION_SECONDS) -> Affected:
+             as_of_precision: float = config.DEFAULT_AS_OF_PRECISION_SECONDS, digest: bool = True) -> Affected:
     """Every failure in ``logs`` (paths, or a :class:`LogScan`) judged against ``db``, in one snapshot.
 
     ``logs`` None means the demo log when ``db`` is the demo database (:func:`default_logs`),
     and is an error otherwise. Deletions come from the database (audit table, soft-delete
     column) and from outside it (:func:`incidentkit.evidence.sources.gather`): the server logs
     among ``logs``, the schema map's application log events, and point-in-time probes when
-    ``as_of`` (an as-of command, ``... {at} ...``) is given.
+    ``as_of`` (an as-of command, ``... {at} ...``) is given. ``digest=False`` leaves the logs'
+    SHA-256 out of ``file_reads`` (a report's manifest records it; a look at the failures need not).
     """
     w = check_window(window)
     if logs is None:
@@ -52,7 +53,7 @@ def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
         as_of = default_as_of(db)
     if logs is None:
         raise ConfigError("no logs given: pass the application or PostgreSQL log files (--logs PATH)")
-    scan = scan_for(db, logs, user_pattern)
+    scan = scan_for(db, logs, user_pattern, digest)
     failures = merge_failures(scan.failures)
     logins = [f for f in failures if f.kind == "insert"]
     m = db.schema
@@ -101,16 +102,16 @@ def deletion_sources(m, outside) -> list[str]:
 
 # -- which failures ---------------------------------------------------------------------------
 def load_failures(logs, user_pattern: str | None = None,
-                  constraint: str | ForeignKey = DEFAULT_CONSTRAINT) -> LogScan:
+                  constraint: str | ForeignKey = DEFAULT_CONSTRAINT, digest: bool = True) -> LogScan:
     """``logs`` as a :class:`LogScan`: one already made, or the paths to scan for ``constraint``."""
     if isinstance(logs, LogScan):
         return logs
     if user_pattern:
-        return scan_logs(logs, user_pattern=user_pattern, constraint=constraint)
-    return scan_logs(logs, constraint=constraint)
+        return scan_logs(logs, user_pattern=user_pattern, constraint=constraint, digest=digest)
+    return scan_logs(logs, constraint=constraint, digest=digest)
 
 
-def scan_for(db, logs, user_pattern: str | None = None) -> LogScan:
+def scan_for(db, logs, user_pattern: str | None = None, digest: bool = True) -> LogScan:
     """``logs`` scanned for ``db``'s own foreign key (:func:`~incidentkit.evidence.history.foreign_key`,
     read from the catalog in a short snapshot of its own); a :class:`LogScan` given is kept as it is."""
     if isinstance(logs, LogScan):
@@ -119,7 +120,7 @@ def scan_for(db, logs, user_pattern: str | None = None) -> LogScan:
     with db.read() as r:
         m = m.check(r)
         fk = foreign_key(r, m)
-    return load_failures(logs, user_pattern, fk)
+    return load_failures(logs, user_pattern, fk, digest)
 
 
 def default_logs(db) -> Path | list[Path] | None:

@@ -72,7 +72,7 @@ def records_naming(files: Iterable[str], ids: Iterable[str], *, skip: Iterable[t
             continue
         fmt, lines = read_log_lines(path)  # the format, decided as the scan decides it
         lines.close()
-        for n, text, at in _hits(str(path), wanted, fmt):
+        for n, text, at in _file_hits(str(path), wanted, fmt):
             hits = tuple(x for x in needles if x in text)
             if not hits or (str(path), n) in skipped or any(m in text for m in _FAILURE_MARKS):
                 continue
@@ -88,14 +88,81 @@ def _open(path: str):
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-def _hits(path: str, needles: list[bytes], fmt: str):
-    """(line number, text, time) of every line holding a needle, found at the byte level."""
+#: A regular uncompressed file this large is read in parts, one per core (at most PARTS).
+SPLIT_MIN_BYTES = 64 << 20
+PARTS = 2
+
+
+def _file_hits(path: str, needles: list[bytes], fmt: str) -> list[tuple[int, str, datetime | None]]:
+    """:func:`_hits` of the whole file; a large one read in parts on the cores there are, each
+    part starting at a line, its hits numbered on from the lines of the parts before it."""
+    bounds = _parts(path)
+    if len(bounds) < 3:  # one part: the whole file, read here (gzip and pipes included)
+        return list(_hits(path, needles, fmt))
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=len(bounds) - 1, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_part_hits, path, needles, fmt, a, b) for a, b in zip(bounds, bounds[1:])]
+        out: list[tuple[int, str, datetime | None]] = []
+        before = 0
+        for future in futures:
+            hits, lines = future.result()
+            out.extend((n + before, text, at) for n, text, at in hits)
+            before += lines
+    return out
+
+
+def _parts(path: str) -> list[int]:
+    """The parts' bounds (line starts, then the size): one part unless the file is large,
+    regular and uncompressed, and there are cores for more."""
+    try:
+        size = os.stat(path).st_size
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        parts = min(PARTS, cores)
+        if size < SPLIT_MIN_BYTES or parts < 2 or not hasattr(os, "fork"):
+            return [0, size]
+        bounds = [0]
+        with open(path, "rb") as fh:
+            if fh.read(2) == b"\x1f\x8b":
+                return [0, size]
+            for k in range(1, parts):
+                fh.seek(size * k // parts)
+                fh.readline()  # to the next line's start
+                at = fh.tell()
+                if bounds[-1] < at < size:
+                    bounds.append(at)
+        return bounds + [size]
+    except OSError:
+        return [0, 0]
+
+
+def _part_hits(path: str, needles: list[bytes], fmt: str, start: int, stop: int):
+    """(the hits of one part, numbered from its first line; the part's line count)."""
+    lines: list[int] = []
+    hits = list(_hits(path, needles, fmt, start, stop, lines))
+    return hits, lines[0]
+
+
+def _hits(path: str, needles: list[bytes], fmt: str, first: int = 0, last: int | None = None,
+          lines_out: list[int] | None = None):
+    """(line number, text, time) of every line holding a needle, found at the byte level; from
+    byte ``first`` (a line start) to ``last`` of an uncompressed file when given. The line count
+    read is appended to ``lines_out`` at the end."""
     line_no = 0  # lines before the current block
     last_at = None  # the latest timestamp of a text log before the current block
     carry = b""
+    left = None if last is None else last - first
     with _open(path) as fh:
+        if first:
+            fh.seek(max(0, first - READ_BLOCK))
+            before = fh.read(first - fh.tell())
+            if fmt == "text":  # as the block before this one would have left it
+                last_at = _earlier_time(before, len(before), fmt)
         while True:
-            data = fh.read(READ_BLOCK)
+            data = fh.read(READ_BLOCK if left is None else min(READ_BLOCK, left))
+            if left is not None:
+                left -= len(data)
             block = carry + data
             if not data:
                 end = len(block)
@@ -123,6 +190,8 @@ def _hits(path: str, needles: list[bytes], fmt: str):
                 last_at = _earlier_time(block, end, fmt) or last_at
             carry = block[end:]
             if not data:
+                if lines_out is not None:
+                    lines_out.append(line_no)
                 return
 
 

@@ -288,7 +288,7 @@ def _scan(db, logs, user_pattern: str | None = None) -> tuple[LogScan | None, li
     """The scan (for ``db``'s foreign key), its distinct failures (merged across logs), and notes."""
     if logs is None:
         return None, [], ["No logs given: failed logins are not shown (pass logs=PATHS, or --logs)."]
-    scan = scan_for(db, logs, user_pattern)
+    scan = scan_for(db, logs, user_pattern, digest=False)  # a timeline records no manifest
     return scan, merge_failures(scan.failures), []
 
 
