@@ -1161,7 +1161,7 @@ def _split(readinto: _ReadInto, ctx: _Ctx) -> Iterator[_Unit]:
                     else:
                         if cand < pos:
                             cand = skimmer.candidate(data, pos, end)
-                        resume, planned = skimmer.skim(data, pos, cand, end, ctx)
+                        resume, planned = skimmer.skim(data, pos, cand, end, ctx, index)
                     if resume > pos:
                         n += index.newlines(pos, resume)
                         pos = resume
@@ -1217,14 +1217,31 @@ class _Block:
 
     def __init__(self, data: bytearray, start: int, end: int):
         self.data = data
-        self.nl: Any = None  # a bool per byte of data[start:end]: is it a newline (NumPy), or None
+        self.a: Any = None  # data[start:end] as a NumPy array, or None
+        self.nl: Any = None  # the offsets (in data) of its newlines, ascending (NumPy), or None
         self.start = start
         self.skimmable_from = self._skimmable_from(data, start, end)
 
     def newlines(self, p: int, q: int) -> int:
+        """How many newlines ``data[p:q]`` holds."""
         if self.nl is not None:
-            return int(_numpy().count_nonzero(self.nl[p - self.start:q - self.start]))
+            return int(self.nl.searchsorted(q) - self.nl.searchsorted(p))
         return self.data.count(b"\n", p, q)
+
+    def all_braced(self, p: int, q: int) -> bool:
+        """Whether every line of ``data[p:q]`` (complete lines) starts with ``{`` and ends with ``}``."""
+        if self.nl is None:
+            data = self.data
+            lines = data.count(b"\n", p, q)
+            opens = data.count(b"\n{", p, q - 1) + (data[p:p + 1] == b"{")
+            return opens == lines and data.count(b"}\n", p, q) == lines
+        ends = self.nl[self.nl.searchsorted(p):self.nl.searchsorted(q)] - self.start
+        if not len(ends):
+            return True
+        a = self.a
+        starts = ends[:-1] + 1
+        return bool(a[p - self.start] == 123 and (a[starts] == 123).all() and ends[0] > p - self.start
+                    and (a[ends - 1] == 125).all())
 
     def _skimmable_from(self, data: bytearray, start: int, end: int) -> int:
         first = data.find(b"\n", start, end) + 1
@@ -1232,10 +1249,10 @@ class _Block:
             return end
         _np = _numpy() if end - start >= _NUMPY_MIN_BYTES else None
         if _np is not None:
-            a = _np.frombuffer(data, _np.uint8, end - start, start)
-            self.nl = a == 10
+            a = self.a = _np.frombuffer(data, _np.uint8, end - start, start)
+            self.nl = _np.flatnonzero(a == 10) + start
             controls = int(_np.count_nonzero(a < 32))
-            if controls != int(_np.count_nonzero(self.nl)) + int(_np.count_nonzero(a == 9)):
+            if controls != len(self.nl) + int(_np.count_nonzero(a == 9)):
                 if data.translate(None, _CLEAN):  # \r, \f or a control: decide byte by byte
                     return end
             elif _np.count_nonzero(a == 127):
@@ -1306,12 +1323,12 @@ class _Skimmer:
     def candidate(self, data: bytes, pos: int, end: int) -> int:
         return _next_candidate(data, pos, end, self.needles)
 
-    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx) -> tuple[int, int]:
+    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx, index: "_Block") -> tuple[int, int]:
         raise NotImplementedError
 
 
 class _TextSkimmer(_Skimmer):
-    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx) -> tuple[int, int]:
+    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx, index: "_Block") -> tuple[int, int]:
         return _skim_text(data, pos, cand)
 
 
@@ -1334,7 +1351,7 @@ class _RegexSkimmer(_Skimmer):
     def line_skipped(self, text: str) -> bool | None:
         raise NotImplementedError
 
-    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx) -> tuple[int, int]:
+    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx, index: "_Block") -> tuple[int, int]:
         if self.ascii_only and not data[pos:cand].isascii():
             return self._by_line(data, pos, cand, ctx)
         p = pos
@@ -1407,39 +1424,36 @@ class _CsvSkimmer(_RegexSkimmer):
 
 
 class _JsonSkimmer(_Skimmer):
-    """JSON lines are independent: an idle parser is changed by a line without the error text
-    only through the skip of a line that is not a JSON object (or array of objects). Each line
-    is parsed (:func:`json.loads`) to tell; a pg_json line whose message holds the error text
-    without the raw line holding it (``\\u`` escapes) is left to the parser."""
+    """JSON lines are independent: an idle parser is changed by a line without the error text only
+    through the skip of a line that is not framed as a JSON record (see :func:`_json_framed`). When
+    every line of a stretch starts with ``{`` and ends with ``}`` (byte counts tell), none is;
+    otherwise each line's frame is looked at."""
 
     def __init__(self, fmt: str):
-        self.pg = fmt == "pg_json"
+        self.arrays = fmt == "jsonl"
 
-    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx) -> tuple[int, int]:
-        loads, pg, skipped = json.loads, self.pg, 0
-        p = pos
+    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx, index: "_Block") -> tuple[int, int]:
+        if index.all_braced(pos, cand):
+            return cand, cand
+        skipped = 0
         for raw in data[pos:cand].split(b"\n")[:-1]:
-            text = _as_parsed(raw)
-            stripped = text.strip()
-            if stripped:
-                try:
-                    obj = loads(text if pg else stripped)  # as _parse_pg_json / _parse_jsonl read it
-                except (ValueError, RecursionError):
-                    obj = None
-                if pg:
-                    if not isinstance(obj, dict):
-                        skipped += 1
-                    elif obj.get("error_severity") in _PG_ERROR_LEVELS:
-                        message = obj.get("message")
-                        if isinstance(message, str) and _FK_MARK in message:
-                            ctx.skip(skipped)
-                            return p, p
-                elif not (isinstance(obj, dict) or (isinstance(obj, list) and obj
-                                                    and all(isinstance(r, dict) for r in obj))):
-                    skipped += 1
-            p += len(raw) + 1
+            stripped = _as_parsed(raw).strip()
+            if stripped and not _json_framed(stripped, self.arrays):
+                skipped += 1
         ctx.skip(skipped)
         return cand, cand
+
+
+def _json_framed(stripped: str, arrays: bool) -> bool:
+    """Whether a (stripped, non-empty) line is framed as a JSON record: ``{...}``, or for JSON
+    lines also a drain's batch of them ``[{...}]``. A JSON log's line that is not is skipped; one that is
+    is parsed only when it holds the error text (a failure needs it, and a line that then does not
+    parse is skipped), so a scan reads at the speed of its byte-level search."""
+    first, last = stripped[0], stripped[-1]
+    if first == "{":
+        return last == "}"
+    return (arrays and first == "[" and last == "]" and stripped[1:].lstrip()[:1] == "{"
+            and stripped[:-1].rstrip()[-1:] == "}")
 
 
 def _units(path: Path, ctx: _Ctx) -> Iterator[_Unit]:
@@ -1938,7 +1952,12 @@ def _load_json(text: str) -> Any:
 
 def _parse_pg_json(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogFailure]:
     for n, text in lines:
-        if not text.strip():
+        stripped = text.strip()
+        if not stripped:
+            continue
+        if _FK_MARK not in text:  # PostgreSQL writes the message's text as it is (it escapes no letter)
+            if not _json_framed(stripped, arrays=False):
+                ctx.skip()
             continue
         obj = _load_json(text)
         if not isinstance(obj, dict):
@@ -2078,12 +2097,14 @@ def _parse_jsonl(lines: Iterable[tuple[int, str]], ctx: _Ctx) -> Iterator[LogFai
         stripped = text.strip()
         if not stripped:
             continue
+        if _FK_MARK not in stripped:
+            if not _json_framed(stripped, arrays=True):
+                ctx.skip()
+            continue
         obj = _load_json(stripped)
         records = obj if isinstance(obj, list) else [obj]  # a drain's batch saved as one array
         if not records or not all(isinstance(r, dict) for r in records):
             ctx.skip()
-            continue
-        if _FK_MARK not in stripped:
             continue
         for record in records:
             yield from _json_record_failures(record, n, ctx)
