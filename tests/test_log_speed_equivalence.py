@@ -129,6 +129,7 @@ def test_generated_logs_skimmed_as_read_line_by_line(tmp_path, monkeypatch, fami
     block = rng.choice([97, 512, 4096, 1 << 16])
     monkeypatch.setattr(logs, "READ_BLOCK", block)
     monkeypatch.setattr(logs, "MAX_LINE_BYTES", max(block, rng.choice([2048, 8192, 1 << 20])))
+    monkeypatch.setattr(logs, "_NUMPY_MIN_BYTES", 0 if seed % 2 else 1 << 16)  # small blocks vectorised too
     skimmed, full = both_ways(path, monkeypatch)
     assert full.file_reads[0].format == family
     assert full.failures, "the generated log holds failures"
@@ -355,3 +356,89 @@ def test_wherever_a_part_may_start_the_failures_are_the_same(tmp_path, monkeypat
             logs._Part(p, 0, s, "text"), logs._Part(p, s, sz, "text", pr)])
         assert_same(scan_logs(path), one)
     assert len(starts) > 25
+
+
+# -- the vector checks of a block, against the parser's own regex ------------------------------
+STDERR_TRICKS = [
+    "2025-10-08 14:03:22.481 UTC [39055] postgres@incident_app/web LOG:  execute <unnamed>: select 1",
+    "2025-10-08 14:03:22.481 UTC [39055] postgres@incident_app/web DETAIL:  parameters: $1 = 'x'",
+    "2025-10-08 14:03:22 UTC [1] ERROR:  boom", "2025-10-08 14:03:22+02 [1] WARNING:  w",
+    "2025-10-08 14:03:22.481 UTC [1] DEBUG3:  d", "2025-10-08 14:03:22.481 UTC [1] DEBUG6:  not a level",
+    "2025-10-08 14:03:22.481 UTC [1] XLOG:  no boundary", "2025-10-08 14:03:22.481 UTC [1]_LOG:  underscore",
+    "2025-10-08 14:03:22.481 UTC [1] LOG: one space", "2025-10-08 14:03:22.481 UTC [1] log:  lower case",
+    "2025-10-08 14:03:22.481 UTC [1] caf\u00e9LOG:  accent before", "2025-10-08 14:03:22.481 UTC [1] \u2192LOG:  arrow",
+    "2025-10-08 14:03:22LOG:  glued", "2025-10-08 14:03:2 UTC [1] LOG:  short second", "2025-1O-08 14:03:22 [1] LOG:  letter O",
+    "\tcontinued STATEMENT:  inside a tab line", "\tLOG:  only a tab line", "   LOG:  indented",
+    "no timestamp ERROR:  x", "", " ", "2025-10-08 14:03:22.481 UTC [1] prefix: LOG:  two markers ERROR:  x",
+    "2025-10-08 14:03:22.481 UTC [1] HINT:", "2025-10-08 14:03:22.481 UTC [1] QUERY:  ", "2025-10-08 14:03:22.481 UTC",
+    "\u0662\u0660\u0662\u0665-10-08 14:03:22 [1] LOG:  arabic digits",
+]
+
+
+def _truth_stderr(lines: list[str]) -> bool:
+    return all(t.startswith("\t") or logs._STDERR_LINE.match(t) is not None for t in lines)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_stderr_vector_check_agrees_with_the_regex(monkeypatch, seed):
+    """``_Block.all_stderr_lines`` says yes exactly when every line is a tab continuation or a log
+    line as the parser's regex reads it (it may say no more often: then the lines are read one by one,
+    but on these lines it must not)."""
+    monkeypatch.setattr(logs, "_NUMPY_MIN_BYTES", 0)
+    rng = random.Random(f"stderr-{seed}")
+    good = [t for t in STDERR_TRICKS if _truth_stderr([t])]
+    lines = [rng.choice(good) for _ in range(rng.randint(1, 30))]
+    if seed % 2:
+        lines[rng.randrange(len(lines))] = rng.choice(STDERR_TRICKS)
+    head = "2025-10-08 14:03:22.481 UTC [1] LOG:  first line of the block\n"
+    data = bytearray((head + "\n".join(lines) + "\n").encode())
+    block = logs._Block(data, 0, len(data))
+    assert block.skimmable_from == len(head.encode())
+    assert_vector_verdict(block.all_stderr_lines(block.skimmable_from, len(data)), lines)
+
+
+def assert_vector_verdict(said: bool, lines: list[str]) -> None:
+    """Exactly the regex's verdict on ASCII lines; elsewhere never a yes the regex would not give
+    (a \\d or \\b of a str pattern also takes other scripts' digits and letters: those lines are read)."""
+    if all(t.isascii() for t in lines):
+        assert said == _truth_stderr(lines)
+    else:
+        assert not said or _truth_stderr(lines)
+
+
+@pytest.mark.parametrize("tricky", [t for t in STDERR_TRICKS if not t.startswith("\t")])
+def test_each_stderr_trick_alone(monkeypatch, tricky):
+    monkeypatch.setattr(logs, "_NUMPY_MIN_BYTES", 0)
+    head = "2025-10-08 14:03:22.481 UTC [1] LOG:  first\n"
+    data = bytearray((head + tricky + "\n").encode())
+    block = logs._Block(data, 0, len(data))
+    if block.skimmable_from < len(data):  # a clean block (the vector path applies)
+        assert_vector_verdict(block.all_stderr_lines(block.skimmable_from, len(data)), [tricky])
+
+
+@pytest.mark.parametrize("lines, braced", [
+    (['{"a": 1}', '{"b": 2}'], True), (['{"a": 1}', ''], False), (['{"a": 1}', ' {"b": 2}'], False),
+    (['{"a": 1} ', '{"b": 2}'], False), (['[{"a": 1}]'], False), (['{'], False), (['}'], False), (['{}'], True),
+])
+def test_the_json_frame_check(monkeypatch, lines, braced):
+    monkeypatch.setattr(logs, "_NUMPY_MIN_BYTES", 0)
+    head = '{"first": true}\n'
+    data = bytearray((head + "\n".join(lines) + "\n").encode())
+    block = logs._Block(data, 0, len(data))
+    assert block.all_braced(block.skimmable_from, len(data)) == braced
+    monkeypatch.setattr(logs, "_numpy", lambda: None)  # the same answer without NumPy
+    assert logs._Block(data, 0, len(data)).all_braced(len(head), len(data)) == braced
+
+
+@pytest.mark.parametrize("first, then", [
+    ("2025-10-08 14:03:22.481 UTC [1] no severity here", "\tcontinued STATEMENT:  inside a tab line"),
+    ("2025-10-08 14:03:22.481 UTC [1] no severity here", "\tLOG:  only a tab line"),
+    ("2025-10-08 14:03:22.481 UTC [1] LOG:  fine", "\tLOG:  a tab line"),
+])
+def test_a_severity_in_the_tab_line_after_does_not_make_a_log_line(monkeypatch, first, then):
+    monkeypatch.setattr(logs, "_NUMPY_MIN_BYTES", 0)
+    head = "2025-10-08 14:03:22.481 UTC [1] LOG:  first\n"
+    after = "2025-10-08 14:03:23.000 UTC [1] LOG:  a log line after"
+    data = bytearray((head + first + "\n" + then + "\n" + after + "\n").encode())
+    block = logs._Block(data, 0, len(data))
+    assert block.all_stderr_lines(block.skimmable_from, len(data)) == _truth_stderr([first, then, after])

@@ -758,6 +758,36 @@ _NEEDLE = b"violates foreign key constraint"
 _UNCLEAN = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x20), 0x7F])
 _CLEAN = bytes(b for b in range(256) if b not in _UNCLEAN)
 
+#: The stderr timestamp's bytes (offset, byte; ``None``: an ASCII digit): ``YYYY-MM-DD HH:MM:SS``.
+_STDERR_TS_SHAPE = tuple((k, None if c == "d" else ord(c)) for k, c in enumerate("dddd-dd-dd dd:dd:dd"))
+#: The severities of :data:`_PG_SEVERITIES`, spelled out.
+_PG_SEVERITY_WORDS = tuple(w.encode() for w in ("ERROR LOG WARNING FATAL PANIC NOTICE INFO DEBUG DEBUG1 DEBUG2 "
+                                                "DEBUG3 DEBUG4 DEBUG5 STATEMENT DETAIL HINT CONTEXT QUERY "
+                                                "LOCATION").split())
+
+
+def _tail_key(word: bytes) -> int:
+    return (word[-3] << 16) | (word[-2] << 8) | word[-1]
+
+
+#: The severity words by their last three bytes (see _Block._severity_marks).
+_SEVERITY_BY_TAIL: dict[int, tuple[bytes, ...]] = {}
+for _w in _PG_SEVERITY_WORDS:
+    _SEVERITY_BY_TAIL[_tail_key(_w)] = _SEVERITY_BY_TAIL.get(_tail_key(_w), ()) + (_w,)
+
+
+@lru_cache(maxsize=1)
+def _word_bytes() -> Any:
+    """A table (NumPy) of the bytes a regex ``\\b`` counts as word characters; every non-ASCII byte
+    counts as one (a str pattern's word may be a letter of any script: never a boundary here)."""
+    np = _numpy()
+    table = np.zeros(256, bool)
+    for b in b"0123456789_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz":
+        table[b] = True
+    table[128:] = True
+    return table
+
+
 #: Blocks at least this large are indexed with NumPy (when importable): see :class:`_Block`.
 _NUMPY_MIN_BYTES = 1 << 16
 
@@ -1219,6 +1249,7 @@ class _Block:
         self.data = data
         self.a: Any = None  # data[start:end] as a NumPy array, or None
         self.nl: Any = None  # the offsets (in data) of its newlines, ascending (NumPy), or None
+        self._marks: Any = None  # see _severity_marks
         self.start = start
         self.skimmable_from = self._skimmable_from(data, start, end)
 
@@ -1242,6 +1273,59 @@ class _Block:
         starts = ends[:-1] + 1
         return bool(a[p - self.start] == 123 and (a[starts] == 123).all() and ends[0] > p - self.start
                     and (a[ends - 1] == 125).all())
+
+    def all_stderr_lines(self, p: int, q: int) -> bool:
+        """Whether every line of ``data[p:q]`` (complete lines) is a tab continuation or a stderr
+        log line as :data:`_STDERR_LINE` matches it: a timestamp ``YYYY-MM-DD HH:MM:SS`` at its
+        start, and after it a severity word (``LOG``, ``ERROR``...) at a word boundary followed by
+        ``:  ``. ``False`` says only that the lines must be looked at one by one."""
+        if self.nl is None:
+            return False
+        np, a, base = _numpy(), self.a, self.start
+        ends = self.nl[self.nl.searchsorted(p):self.nl.searchsorted(q)] - base
+        if not len(ends):
+            return True
+        starts = np.concatenate(([p - base], ends[:-1] + 1))
+        tab = a[starts] == 9
+        stamped = (ends - starts) >= 19 + 4  # the timestamp, then at least "LOG:  " minus two
+        last = len(a) - 1
+        for k, want in _STDERR_TS_SHAPE:
+            got = a[np.minimum(starts + k, last)]
+            stamped &= (got - 48 < 10) if want is None else (got == want)
+        if not (tab | stamped).all():
+            return False
+        lines, line_ends = starts[~tab], ends[~tab]
+        found = np.zeros(len(lines), bool)
+        marks = self._severity_marks()
+        if len(lines) and len(marks):
+            marks = marks[marks.searchsorted(lines[0]):marks.searchsorted(line_ends[-1])]
+            line_of = lines.searchsorted(marks, "right") - 1
+            # a mark in a tab line after the line does not count (the timestamp's bytes hold no word)
+            found[line_of[marks + 3 <= line_ends[line_of]]] = True
+        return bool(found.all())
+
+    def _severity_marks(self) -> Any:
+        """The offsets (in the block) of its ``:  `` preceded by a severity word at a word
+        boundary; once per block."""
+        if self._marks is None:
+            np, a = _numpy(), self.a
+            colon = np.flatnonzero((a[:-2] == 58) & (a[1:-1] == 32) & (a[2:] == 32))
+            colon = colon[colon >= 11]  # room for a word and the byte before it
+            # the three bytes before each colon, as one number: only the words ending so are tried
+            tail = (a[colon - 3].astype(np.int32) << 16) | (a[colon - 2].astype(np.int32) << 8) | a[colon - 1]
+            word_at = np.full(len(colon), -1)
+            word_bytes = _word_bytes()
+            for key in np.unique(tail):
+                for word in _SEVERITY_BY_TAIL.get(int(key), ()):
+                    w = len(word)
+                    at = np.flatnonzero(tail == key)
+                    c = colon[at]
+                    before = a[c[:, None] + np.arange(-w - 1, 0)]  # the byte before the word, the word
+                    hit = (before[:, 1:] == np.frombuffer(word, np.uint8)).all(axis=1) & ~word_bytes[before[:, 0]]
+                    word_at[at[hit]] = np.maximum(word_at[at[hit]], c[hit] - w)
+            keep = word_at >= 0
+            self._marks = colon[keep]
+        return self._marks
 
     def _skimmable_from(self, data: bytearray, start: int, end: int) -> int:
         first = data.find(b"\n", start, end) + 1
@@ -1406,6 +1490,11 @@ class _StderrSkimmer(_RegexSkimmer):
         if text.startswith("\t") or _STDERR_LINE.match(text) is not None:
             return False
         return bool(text.strip())
+
+    def skim(self, data: bytes, pos: int, cand: int, end: int, ctx: _Ctx, index: "_Block") -> tuple[int, int]:
+        if index.all_stderr_lines(pos, cand):  # the common case, proven in a few vector passes
+            return cand, cand
+        return super().skim(data, pos, cand, end, ctx, index)
 
 
 class _CsvSkimmer(_RegexSkimmer):
