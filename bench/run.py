@@ -10,8 +10,8 @@ child process (time, peak RSS):
 * one user's timeline (``incidentkit.evidence.timeline.user_timeline``, 100 random users: median, p95)
   against hand-written SQL for the same rows through psycopg; also on a copy of the largest
   database holding the audit indexes ``incidentkit.db.queries`` says the timeline wants;
-* the full report (``incidentkit.report.render.render_for``) against papermill executing the same
-  notebooks bare (the floor set by kernel start-up);
+* the full report (the whole ``incidentkit report`` process) against papermill executing the same
+  notebooks bare, one after the other (the floor set by kernel start-up);
 * ``incidentkit.evidence.logs.scan_logs`` over a large generated application log;
 * issue 13 (``--only logs``): on a generated log of each family (``bench/loggen.py``: text, JSON
   lines, PostgreSQL stderr and jsonlog; 1 GB by default), the whole ``incidentkit affected --demo``
@@ -224,9 +224,15 @@ def database_facts(url: str) -> dict:
 def child_env(url: str | None = None) -> dict:
     env = dict(os.environ)
     env.pop("PYTHONSTARTUP", None)
+    # As installed: Python's bytecode cache in use (a sandbox may turn it off; pip writes it at install).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if url:
         env[URL_ENV] = url
     return env
+
+
+#: The statement timeout of the kit's CLI runs in the bench (its default, 30 s, guards production).
+BENCH_STATEMENT_SECONDS = 900
 
 
 def run_task(task: str, args: dict, *, tree: bool = False, env=None, timeout: float = 3600) -> measure.Measured:
@@ -236,8 +242,12 @@ def run_task(task: str, args: dict, *, tree: bool = False, env=None, timeout: fl
 
 
 def incidentkit_cli() -> list[str]:
-    exe = shutil.which("incidentkit")
-    return [exe] if exe else [sys.executable, "-m", "incidentkit"]
+    """The kit's console script beside this Python (not a version manager's shim on PATH, which
+    would add its own start-up to every run), else ``python -m incidentkit``."""
+    exe = Path(sys.executable).with_name("incidentkit")
+    if exe.is_file() and os.access(exe, os.X_OK):
+        return [str(exe)]
+    return [sys.executable, "-m", "incidentkit"]
 
 
 def psql_cmd(server, dbname: str, sql: str) -> list[str]:
@@ -282,7 +292,9 @@ def measure_diagnosis(server, n: int, db: dict, repeat: int, say) -> dict:
             raise SystemExit(f"the kit's diagnosis failed: {m.error()}")
         check("kit", m.result["figures"])
         out["kit"].append(m)
-        m = measure.run(incidentkit_cli() + ["diagnose", "--json"], env=child_env(url))
+        # The default statement timeout (30 s) guards production; at 10M the figures may take longer.
+        m = measure.run(incidentkit_cli() + ["diagnose", "--json", "--statement-timeout", str(BENCH_STATEMENT_SECONDS)],
+                        env=child_env(url))
         if not m.ok:
             raise SystemExit(f"incidentkit diagnose --json failed: {m.error()}")
         data = json.loads(m.stdout)
@@ -339,25 +351,46 @@ def measure_breakdown(url: str, users: list[str], warmup: str) -> dict | None:
 
 def measure_report(url: str, n: int, log_path: Path | None, max_users: int, race_lab: bool, repeat: int,
                    tmp: str, say) -> dict:
+    """The whole ``incidentkit report`` process against the database, then the floor: papermill
+    executing the notebooks that report ran, bare (the shipped notebooks, the same parameters, one
+    after the other; ``tasks.papermill_bare``)."""
     runs_file = Path(tmp) / f"runs-{label(n)}.json"
-    args = {"env": URL_ENV, "logs": [str(log_path)] if log_path else [], "max_users": max_users,
-            "race_lab": race_lab, "runs_file": str(runs_file), "tmp": tmp}
-    out: dict = {"kit": [], "bare": [], "error": None, "notebooks": []}
+    args = {"runs_file": str(runs_file), "tmp": tmp}
+    cmd = incidentkit_cli() + ["report", "--database-url-env", URL_ENV, "--max-users", str(max_users)]
+    cmd += (["--logs", str(log_path)] if log_path else []) + ([] if race_lab else ["--no-race-lab"])
+    out: dict = {"kit": [], "bare": [], "error": None, "notebooks": [], "kit_cmd": cmd + ["--out", "TMP"]}
     for r in range(1, repeat + 1):
-        say(f"[{label(n)}] report: kit render_for ({r}/{repeat})")
-        kit = run_task("render", args, tree=True, env=child_env(url))
+        say(f"[{label(n)}] report: incidentkit report ({r}/{repeat})")
+        dest = Path(tempfile.mkdtemp(prefix="ik-bench-report-", dir=tmp))
+        kit = measure.run(cmd + ["--out", str(dest)], env=child_env(url), tree=True)
         if not kit.ok:
-            out["error"] = f"render_for failed: {kit.error()}"
+            out["error"] = f"incidentkit report failed: {kit.error()}"
             return out
         out["kit"].append(kit)
-        out["notebooks"] = kit.result["notebooks"]
-        say(f"[{label(n)}] report: bare papermill, {len(out['notebooks'])} notebooks ({r}/{repeat})")
+        runs = _executed_runs(dest)
+        out["notebooks"] = [run["name"] for run in runs]
+        runs_file.write_text(json.dumps(runs, indent=1))
+        say(f"[{label(n)}] report: bare papermill, {len(runs)} notebooks ({r}/{repeat})")
         bare = run_task("papermill_bare", args, tree=True, env=child_env(url))
         if not bare.ok:
             out["error"] = f"bare papermill failed: {bare.error()}"
             return out
         out["bare"].append(bare)
     return out
+
+
+def _executed_runs(reports: Path) -> list[dict]:
+    """The notebooks a report run executed (its one dated folder in ``reports``): each one's shipped
+    notebook and the parameters papermill recorded in it."""
+    from incidentkit.report.render import notebook_path
+
+    [folder] = [p for p in reports.iterdir() if p.is_dir() and p.name[:4].isdigit()]
+    runs = []
+    for nb in sorted(folder.glob("*.ipynb")):
+        meta = json.loads(nb.read_text(encoding="utf-8"))["metadata"]["papermill"]
+        shipped = notebook_path(Path(meta["input_path"]).name)  # the run executed a copy of it
+        runs.append({"notebook": str(shipped), "name": nb.stem, "parameters": meta.get("parameters") or {}})
+    return runs
 
 
 def _warm(path: Path) -> None:
@@ -694,12 +727,13 @@ def render_markdown(ctx: dict) -> str:
     if any("report" in res[n] for n in sizes):
         add("## Full report")
         add("")
-        add("`render_for` (plan incl. the affected-users read, papermill with the kit's IPC kernels, nbconvert "
-            "to HTML and Markdown, entry page) vs `papermill.execute_notebook` of the same notebooks with the "
-            f"same parameters and nothing else. The report log names {ctx['report_users']} incident users of each "
+        add("`incidentkit report --database-url-env DATABASE_URL --logs LOG --max-users N --out TMP`, the whole "
+            "process (plan, the notebooks on kernels started ahead of them, nbconvert to HTML and Markdown, entry "
+            "page) vs `papermill.execute_notebook` of the same notebooks with the same parameters, one after the "
+            f"other, and nothing else. The report log names {ctx['report_users']} incident users of each "
             "database. Peak RSS: the sum over the process and its kernels, sampled every 50 ms.")
         add("")
-        add("| users | notebooks | kit `render_for` | bare papermill | ratio | kit peak RSS | papermill peak RSS |")
+        add("| users | notebooks | `incidentkit report` | bare papermill | ratio | kit peak RSS | papermill peak RSS |")
         add("|---|---|---|---|---|---|---|")
         for n in sizes:
             rp = res[n].get("report")

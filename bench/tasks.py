@@ -40,9 +40,17 @@ def diagnose(args: dict) -> None:
     import incidentkit
 
     t0 = time.perf_counter()
-    d = incidentkit.diagnose(incidentkit.Database(args["url"]))
+    d = incidentkit.diagnose(_database(args["url"]))
     seconds = time.perf_counter() - t0
     _done(seconds=seconds, figures=d.figures())
+
+
+def _database(url: str):
+    """The kit's Database for ``url``, its statement timeout raised for the largest databases
+    (the default, 30 s, guards production)."""
+    import incidentkit
+
+    return incidentkit.Database(url, timeouts=incidentkit.Timeouts(statement_ms=900_000))
 
 
 def pandas_pull(args: dict) -> None:
@@ -89,10 +97,10 @@ def timeline(args: dict) -> None:
     import psycopg  # noqa: F401
     import sqlalchemy  # noqa: F401
 
-    import incidentkit
+    import incidentkit  # noqa: F401
     from incidentkit.evidence.timeline import user_timeline
 
-    db = incidentkit.Database(args["url"])
+    db = _database(args["url"])
     warm = user_timeline(db, args["warmup"])
     events = []
 
@@ -232,7 +240,7 @@ def breakdown(args: dict) -> None:
     import incidentkit
     from incidentkit.evidence.timeline import user_timeline
 
-    db = incidentkit.Database(args["url"])
+    db = _database(args["url"])
     incidentkit.diagnose(db)
     user_timeline(db, args["warmup"])
     spent = _statement_timer()

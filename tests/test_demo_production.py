@@ -299,3 +299,41 @@ def test_the_server_log_is_what_the_tool_makes(tmp_path):
     for moment in ("2025-10-08 09:41:27.118 UTC", "2025-10-08 09:41:27.164 UTC"):
         first = [re.sub(r"\[\d+\]", "", line) for line in shipped.splitlines() if line.startswith(moment)][0]
         assert first in [re.sub(r"\[\d+\]", "", line) for line in made.splitlines() if line.startswith(moment)]
+
+
+def test_the_server_log_read_ahead_is_the_one_used_and_changes_nothing(pg_server, monkeypatch):
+    """`affected` reads the server logs in another process while it scans for failures; the
+    verdicts, deletions and counts are those of reading them after the scan."""
+    import importlib
+
+    from incidentkit import Database
+    from incidentkit.evidence import sources
+
+    affected_mod = importlib.import_module("incidentkit.evidence.affected")
+
+    demo.ensure_production_demo(pg_server)
+    db = Database.demo(production=True)
+    logs = affected_mod.default_logs(db)
+    used = []
+    real = sources.ServerLogAhead.result
+
+    def result(self, files, database, log_line_prefix=None):
+        got = real(self, files, database, log_line_prefix)
+        used.append(got is not None)
+        return got
+
+    monkeypatch.setattr(sources.ServerLogAhead, "result", result)
+    monkeypatch.setattr(sources, "_cores", lambda: 2)
+    ahead = affected_mod.affected(db, logs).to_dict()
+    assert used == [True]
+    monkeypatch.setattr(affected_mod, "server_log_ahead", lambda *a: _nothing())
+    after = affected_mod.affected(db, logs).to_dict()
+    ahead.pop("snapshot_at"), after.pop("snapshot_at")
+    assert ahead == after and "server_log" in ahead["deletion_sources"]
+    assert ahead["by_verdict"].get("concurrent_deletion")
+
+
+def _nothing():
+    from contextlib import nullcontext
+
+    return nullcontext(None)

@@ -30,7 +30,7 @@ from .history import foreign_key, judge_failures
 from .inputs import check_window
 from .logs import DEFAULT_CONSTRAINT, ForeignKey, LogFailure, LogScan, merge_failures, scan_logs
 from .model import STRENGTHS, Judged
-from .sources import gather
+from .sources import gather, server_log_ahead
 
 
 def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
@@ -53,12 +53,13 @@ def affected(db, logs=None, *, window: float = config.DEFAULT_WINDOW_SECONDS,
         as_of = default_as_of(db)
     if logs is None:
         raise ConfigError("no logs given: pass the application or PostgreSQL log files (--logs PATH)")
-    scan = scan_for(db, logs, user_pattern, digest)
+    m = db.schema
+    with server_log_ahead(logs, m, db.dbname) as ahead:  # the server logs read on another core meanwhile
+        scan = scan_for(db, logs, user_pattern, digest)
+        outside = gather(m, scan, database=db.dbname, as_of=as_of, as_of_since=as_of_since,
+                         as_of_precision=as_of_precision, ahead=ahead)
     failures = merge_failures(scan.failures)
     logins = [f for f in failures if f.kind == "insert"]
-    m = db.schema
-    outside = gather(m, scan, database=db.dbname, as_of=as_of, as_of_since=as_of_since,
-                     as_of_precision=as_of_precision)
     with db.read() as r:
         m = m.check(r)
         h, judged = judge_failures(r, m, logins, w, outside=outside)

@@ -1118,8 +1118,9 @@ def _decode(raw: bytes | None) -> str | None:
     return _ANSI.sub("", text) if "\x1b" in text else text
 
 
-#: Progress on a terminal: a line every this many bytes of a log (quiet when stderr is no terminal).
-PROGRESS_EVERY = 64 * 1024 * 1024
+#: Progress on a terminal: a line every this many bytes of a log, from the first such (so a scan of
+#: more than 50 MB shows it); quiet when stderr is no terminal.
+PROGRESS_EVERY = 50_000_000
 
 
 def _progress(source: str, done: int, final: bool = False) -> None:

@@ -22,9 +22,14 @@ The verdict rules (:mod:`incidentkit.evidence.rules`) read it through
 
 from __future__ import annotations
 
+import os
+import stat
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+from ..exceptions import IncidentKitError
 
 from .inputs import normalize_workspace_id
 from .model import Deletion, Stamp
@@ -84,7 +89,7 @@ class Outside:
 
 def gather(m, scan=None, *, database: str | None = None, as_of: Any = None,
            as_of_since: float = 7 * 86400.0, as_of_precision: float = 0.010,
-           log_line_prefix: Any = None) -> Outside:
+           log_line_prefix: Any = None, ahead: "ServerLogAhead | None" = None) -> Outside:
     """The deletion evidence outside the database for mapping ``m``.
 
     ``scan`` is the failure scan (:class:`~incidentkit.evidence.logs.LogScan`) whose files are
@@ -92,13 +97,17 @@ def gather(m, scan=None, *, database: str | None = None, as_of: Any = None,
     ``database`` the database's name (server-log lines of other databases are ignored where the
     format names the database); ``as_of`` an as-of command template (``... {at} ...``) or a ready
     prober. Nothing is read for a source that cannot apply (no server log, no rules, no command).
+    ``ahead``: the server logs' read, started before the failure scan (:func:`server_log_ahead`);
+    used when it read the files the scan found to be server logs.
     """
     out = Outside()
     server_files, app_files = _split_files(scan)
     if server_files:
         from .server_log import scan_server_logs
 
-        events = scan_server_logs(server_files, m, database=database, log_line_prefix=log_line_prefix).events
+        early = ahead.result(server_files, database, log_line_prefix) if ahead is not None else None
+        events = (early if early is not None else
+                  scan_server_logs(server_files, m, database=database, log_line_prefix=log_line_prefix)).events
         out.server_events = events
         out.used.append("server_log")
         for e in events:
@@ -164,6 +173,72 @@ def _probe_progress():
         sys.stderr.flush()
 
     return show
+
+
+class ServerLogAhead:
+    """The server logs among some log files, read for statements in another process while this
+    one scans them for failures (two reads of the same files on two cores: with gzip, each
+    decompresses them). :meth:`result` is that read's, or ``None`` when it read other files."""
+
+    def __init__(self, files: list[str], m: Any, database: str | None):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from .server_log import scan_server_logs
+
+        self.files, self.database = files, database
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+        self._future = self._pool.submit(scan_server_logs, files, m, database=database)
+
+    def result(self, files: list[str], database: str | None, log_line_prefix: Any = None) -> Any:
+        if files != self.files or database != self.database or log_line_prefix is not None:
+            return None
+        return self._future.result()
+
+    def close(self) -> None:
+        self._future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def server_log_ahead(logs: Any, m: Any, database: str | None) -> Iterator[ServerLogAhead | None]:
+    """A :class:`ServerLogAhead` of the regular files among ``logs`` that are PostgreSQL's own
+    logs (their format decided as the scan decides it), when there are cores for it; else None."""
+    ahead = None
+    try:
+        files = _server_logs_among(logs)
+        if files and _cores() > 1 and hasattr(os, "fork"):
+            ahead = ServerLogAhead(files, m, database)
+    except (OSError, IncidentKitError):
+        ahead = None  # the scan reports what is wrong with the files
+    try:
+        yield ahead
+    finally:
+        if ahead is not None:
+            ahead.close()
+
+
+def _server_logs_among(logs: Any) -> list[str]:
+    from .logs import LogScan, iter_log_files, read_log_lines
+
+    if logs is None or isinstance(logs, LogScan):
+        return []
+    out = []
+    for path in iter_log_files(logs):
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return []  # a pipe is read once, by the scan: the server log is read after it, as it was
+        fmt, lines = read_log_lines(path)
+        lines.close()
+        if fmt in SERVER_FORMATS:
+            out.append(str(path))
+    return out
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _split_files(scan) -> tuple[list[str], list[str]]:

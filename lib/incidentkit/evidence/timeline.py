@@ -37,7 +37,7 @@ from .inputs import (check_user_id, check_window, check_workspace_id, id_variant
 from .logs import LogFailure, LogScan, merge_failures
 from .model import Judged
 from .records import records_naming
-from .sources import gather
+from .sources import gather, server_log_ahead
 
 SOURCES = ("memberships", "workspaces", "users", "logs")
 
@@ -487,14 +487,15 @@ def user_timeline(db, user_id: str, *, logs=None, window: float = config.DEFAULT
     """
     uid = check_user_id(user_id)
     w = check_window(window)
-    scan, failures, notes = _scan(db, default_logs(db) if logs is None else logs, user_pattern)
+    given = default_logs(db) if logs is None else logs
+    m = db.schema
+    with server_log_ahead(given, m, db.dbname) as ahead:  # the server logs read on another core meanwhile
+        scan, failures, notes = _scan(db, given, user_pattern)
+        outside = gather(m, scan, database=db.dbname, as_of=default_as_of(db) if as_of is None else as_of,
+                         as_of_since=as_of_since, as_of_precision=as_of_precision, ahead=ahead)
     logins = [f for f in failures if f.kind == "insert"]
     mine = [f for f in logins if f.user_id == uid]
     userless = [f for f in logins if f.user_id is None and f.workspace_id]
-    m = db.schema
-    outside = gather(m, scan, database=db.dbname, as_of=default_as_of(db) if as_of is None else as_of,
-                     as_of_since=as_of_since,
-                     as_of_precision=as_of_precision)
     with db.read() as r:
         m = m.check(r)
         h, judged = judge_failures(r, m, mine, w, user_ids=[uid], user_history=True, outside=outside)
@@ -541,13 +542,14 @@ def workspace_timeline(db, workspace_id: str, *, logs=None, window: float = conf
     """Everything recorded about one workspace: created, deleted, memberships, members' rows, failures."""
     wid = check_workspace_id(workspace_id)
     w = check_window(window)
-    scan, failures, notes = _scan(db, default_logs(db) if logs is None else logs, user_pattern)
+    given = default_logs(db) if logs is None else logs
+    m = db.schema
+    with server_log_ahead(given, m, db.dbname) as ahead:
+        scan, failures, notes = _scan(db, given, user_pattern)
+        outside = gather(m, scan, database=db.dbname, as_of=default_as_of(db) if as_of is None else as_of,
+                         as_of_since=as_of_since, as_of_precision=as_of_precision, ahead=ahead)
     naming = [f for f in failures if normalize_workspace_id(f.workspace_id) == wid]
     mine = [f for f in naming if f.kind == "insert"]
-    m = db.schema
-    outside = gather(m, scan, database=db.dbname, as_of=default_as_of(db) if as_of is None else as_of,
-                     as_of_since=as_of_since,
-                     as_of_precision=as_of_precision)
     with db.read() as r:
         m = m.check(r)
         h, judged = judge_failures(r, m, mine, w, workspace_ids=[wid], scan_workspaces=[wid], outside=outside)

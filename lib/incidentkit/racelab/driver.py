@@ -503,6 +503,25 @@ def _select(names: Iterable[Any] | None, known: Sequence[str], what: str) -> lis
     return out
 
 
+def cells_progress(strategies: int, interleavings: int) -> Callable[[int], None]:
+    """``show(done)``: on a terminal, one line rewritten as the lab's cells are done (``race lab: 7
+    of 35 cells``, strategies × interleavings), ended when all are; silent when stderr is no
+    terminal (a pipe, a file, a notebook's kernel)."""
+    import sys
+
+    total = strategies * interleavings
+    on = sys.stderr.isatty()
+
+    def show(done: int) -> None:
+        if on:
+            end = "\n" if done >= total else ""
+            print(f"\r  race lab: {done} of {total} cells ({strategies} strateg{'y' if strategies == 1 else 'ies'}"
+                  f" × {interleavings} interleaving{'' if interleavings == 1 else 's'})", end=end, file=sys.stderr,
+                  flush=True)
+
+    return show
+
+
 def run_race_lab(scratch_url: str | None = None, *, strategies=None, interleavings=None) -> list[CellResult]:
     """Run every strategy under every interleaving on a scratch database; one result per cell.
 
@@ -526,8 +545,14 @@ def run_race_lab(scratch_url: str | None = None, *, strategies=None, interleavin
     try:
         prepare_database(url)
         lab = _Lab(url)
+        show = cells_progress(len(strategy_names), len(interleaving_names))
         try:
-            return [lab.run_cell(STRATEGIES[s], i) for s in strategy_names for i in interleaving_names]
+            results = []
+            for s in strategy_names:
+                for i in interleaving_names:
+                    results.append(lab.run_cell(STRATEGIES[s], i))
+                    show(len(results))
+            return results
         except Exception as exc:  # noqa: BLE001 - the lab's own connections failing, scrubbed
             raise lab_error(exc, url) from None
         finally:

@@ -246,6 +246,57 @@ def rich_table(styler):
              "text/markdown": safe_markdown(label(frame_to_markdown(styler.data)))}, raw=True)
 
 
+# -- a report's kernels, warmed while they wait for their notebook ------------------------------
+#: What the notebooks' cells import, and what the kit imports when they draw a figure or show a
+#: table: a report's kernel imports them (:func:`warm`) before its notebook is given to it.
+WARM_MODULES = ("incidentkit", "incidentkit.analysis.diagnosis", "incidentkit.analysis.indexes",
+                "incidentkit.analysis.constraints", "incidentkit.evidence.affected", "incidentkit.evidence.registry",
+                "incidentkit.evidence.timeline", "incidentkit.evidence.generic", "incidentkit.report.postmortem",
+                "incidentkit.report.steer", "incidentkit.racelab", "pandas", "pandas.io.formats.style",
+                "matplotlib.pyplot", "psycopg")
+
+
+#: The file a report's kernel creates once :func:`warm` is done (the report starts the kernels
+#: of later notebooks after those of the first ones are warm).
+WARM_DONE_ENV = "INCIDENTKIT_KERNEL_WARM"
+
+
+def warm(modules: tuple[str, ...] = WARM_MODULES) -> None:
+    """Import ``modules`` now, so that the cells that import them later find them loaded. A module
+    that fails to import is left alone: the cell that imports it reports the error. Then create
+    the file ``$INCIDENTKIT_KERNEL_WARM`` names, if any."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the notebook's own import shows it
+            pass
+    _draw_once()
+    done = os.environ.get(WARM_DONE_ENV)
+    if done:
+        try:
+            Path(done).touch()
+        except OSError:
+            pass
+
+
+def _draw_once() -> None:
+    """Render a small figure with text to PNG, off pyplot (so no notebook ever shows it): the
+    fonts, the Agg renderer and the PNG encoder are loaded before the first cell draws."""
+    import io
+
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        return
+    fig = Figure(figsize=(2, 1))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], marker="o")
+    ax.set_title("warm")
+    fig.savefig(io.BytesIO(), format="png")
+
+
 # -- results handed across one report run ------------------------------------------------------
 def _share_dir() -> Path | None:
     value = os.environ.get(SHARE_ENV)

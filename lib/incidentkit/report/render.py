@@ -214,21 +214,6 @@ def _clean_markdown(body: str) -> str:
     return body.strip() + "\n"
 
 
-@contextlib.contextmanager
-def _kernel_env(extra: dict[str, str]):
-    """Environment the kernels inherit for this run (share folder, redaction key), restored afterwards."""
-    saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def _redact_notebook(path: Path, redactor) -> None:
     """Pseudonymise every text field of an executed notebook (parameters, outputs, metadata)."""
     text = path.read_text(encoding="utf-8")
@@ -282,16 +267,348 @@ def clean_leftovers(out_dir: Path) -> list[Path]:
     return removed
 
 
+# -- kernels started ahead of their notebooks -------------------------------------------------
+def _skip_unused_imports() -> None:
+    """Keep out of this process an import nothing here uses: nbformat validates notebooks with
+    jsonschema's Draft 4 validator, which checks no ``iri`` format, yet importing jsonschema
+    builds the grammar of ``rfc3987_syntax`` for that format (about a second of CPU, a third of
+    papermill's own start-up). Without it jsonschema simply has no ``iri`` checker."""
+    if "jsonschema" not in sys.modules:
+        sys.modules.setdefault("rfc3987_syntax", None)
+
+
+#: The kernels' command-line options: import what the notebooks' cells use
+#: (:func:`incidentkit.report.notebook.warm`) while they wait for their notebook (ipykernel runs
+#: it before it answers, without counting an execution or leaving a name behind); and keep the
+#: input history in memory, as nbclient has the kernels it starts do (several kernels at once
+#: never share the user's history database).
+KERNEL_OPTIONS = ["--IPKernelApp.exec_lines=import incidentkit.report.notebook as _ik_warm; "
+                  "_ik_warm.warm(); del _ik_warm", "--HistoryManager.hist_file=:memory:"]
+
+
+def _engine_name() -> str:
+    """papermill's nbclient engine, on a kernel the run started (``km``) and still owns: the
+    engine leaves it running, the kernel's thread shuts it down once the notebook is saved.
+
+    The executed notebook is written once, complete (or with its failing cell marked), instead of
+    at every cell's start and end: nobody watches it grow, and an interrupted run's staging
+    folder is removed anyway."""
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
+
+    class SavedOnce(NotebookExecutionManager):
+        complete = False
+
+        def save(self, **kwargs):
+            if kwargs.get("nb") is not None:
+                self.nb = kwargs["nb"]
+            if self.complete:
+                super().save()
+
+        def notebook_complete(self, **kwargs):
+            self.complete = True
+            super().notebook_complete(**kwargs)
+
+    class PrestartedEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=False, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            nb_man = SavedOnce(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                               autosave_cell_every=autosave_cell_every)
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, **kwargs):
+            kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+            client = PapermillNotebookClient(nb_man, **merge_kwargs(
+                kwargs, timeout=execution_timeout, startup_timeout=start_timeout, kernel_name=kernel_name,
+                log=logger, log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file))
+            try:
+                return client.execute()
+            finally:
+                if client.kc is not None:
+                    client.kc.stop_channels()
+
+    papermill_engines.register(_ENGINE, PrestartedEngine)
+    return _ENGINE
+
+
+_ENGINE = "incidentkit-prestarted"
+
+
+# -- kernels forked from one warm process ------------------------------------------------------
+#: What a kernel process is, to jupyter_client: this stub (stdlib only, no site: it starts in
+#: milliseconds). It hands its connection file, options, directory, environment and streams to
+#: the run's kernel server (:func:`kernel_server`), which forks a kernel for it from a process
+#: that has imported everything already; the stub then stands for that kernel: it passes on the
+#: signals it gets and exits with the kernel's status. Killed, it closes its socket, and the
+#: server kills the kernel.
+_STUB = r"""
+import json, os, signal, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+for attempt in range(3000):  # the server binds its socket once started: wait for it (at most a minute)
+    try:
+        s.connect(sys.argv[1])
+        break
+    except (FileNotFoundError, ConnectionRefusedError):
+        time.sleep(0.02)
+else:
+    sys.exit(69)
+socket.send_fds(s, [json.dumps({"connection_file": sys.argv[2], "argv": sys.argv[3:], "cwd": os.getcwd(),
+                                "env": dict(os.environ)}).encode()], [0, 1, 2])
+f = s.makefile("rb")
+pid = int(f.readline() or 0)
+if not pid:
+    sys.exit(70)
+def forward(signum, frame):
+    try:
+        os.kill(pid, signum)
+    except OSError:
+        pass
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    signal.signal(signum, forward)
+status = f.readline()
+sys.exit(int(status) if status.strip() else 1)
+"""
+
+
+def kernel_server(path: str) -> None:
+    """``python -c '...kernel_server(PATH)'``: import what a kernel and the notebooks' cells use,
+    once; then, for each stub connecting to the socket ``PATH``, fork a kernel with the stub's
+    connection file, directory, environment and streams. One thread: it forks, reaps its
+    children, reports each one's exit to its stub, kills a kernel whose stub went away, and
+    ends (killing its kernels) when the report's process does."""
+    import atexit
+    import json
+    import selectors
+    import signal
+    import socket
+
+    parent = os.getppid()
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen(64)
+    import importlib
+
+    from ipykernel.kernelapp import IPKernelApp
+
+    importlib.import_module("ipykernel.ipkernel")  # what every kernel imports first
+
+    from .notebook import warm
+
+    warm()
+    sel = selectors.DefaultSelector()
+    sel.register(server, selectors.EVENT_READ)
+    kernels: dict[int, socket.socket] = {}  # kernel pid -> its stub's connection
+    while True:
+        for key, _ in sel.select(timeout=0.1):
+            if key.fileobj is server:
+                conn, _ = server.accept()
+                try:
+                    msg, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
+                    request = json.loads(msg)
+                except (OSError, ValueError):
+                    conn.close()
+                    continue
+                sys.stdout.flush()
+                sys.stderr.flush()
+                pid = os.fork()
+                if pid == 0:  # the kernel
+                    try:
+                        sel.close()
+                        server.close()
+                        conn.close()
+                        for other in kernels.values():
+                            other.close()
+                        for target, fd in enumerate(fds):
+                            os.dup2(fd, target)
+                            os.close(fd)
+                        os.setsid()
+                        os.chdir(request["cwd"])
+                        os.environ.clear()
+                        os.environ.update(request["env"])
+                        os.environ["JPY_PARENT_PID"] = str(os.getppid())
+                        # The kernel app read JPY_PARENT_PID when the server imported it: say it
+                        # again (a kernel with a parent prints no banner, and exits if it dies).
+                        sys.argv = ["ipykernel_launcher", "-f", request["connection_file"], *request.get("argv", []),
+                                    f"--IPKernelApp.parent_handle={os.getppid()}"]
+                        IPKernelApp.launch_instance(argv=sys.argv[1:])
+                    finally:  # exit as a kernel exits (its exit functions run), never back into this loop
+                        with contextlib.suppress(BaseException):
+                            atexit._run_exitfuncs()
+                        os._exit(0)
+                for fd in fds:
+                    os.close(fd)
+                conn.sendall(f"{pid}\n".encode())
+                kernels[pid] = conn
+                sel.register(conn, selectors.EVENT_READ, pid)
+            else:  # a stub's socket: it only ever closes (the stub went away)
+                pid = key.data
+                if not key.fileobj.recv(64):
+                    sel.unregister(key.fileobj)
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+        while kernels:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if not pid:
+                break
+            conn = kernels.pop(pid, None)
+            if conn is not None:
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    sel.unregister(conn)
+                with contextlib.suppress(OSError):
+                    conn.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
+                conn.close()
+        if os.getppid() != parent:  # the report's process is gone: so are its kernels
+            for pid in kernels:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            return
+
+
+#: ``0`` in the environment: each kernel is a process of its own, started from scratch (as
+#: JupyterLab starts them), instead of forked from the run's kernel server.
+FORK_KERNELS_ENV = "INCIDENTKIT_FORK_KERNELS"
+
+
+class _KernelServer:
+    """The run's kernel server (:func:`kernel_server`), started with the run, stopped with it; and
+    the kernel spec whose argv is the stub, for the run's kernel managers."""
+
+    def __init__(self, run: "_Run"):
+        import subprocess
+
+        from jupyter_client.kernelspec import KernelSpec
+
+        self.socket = str(run.private / "kernels.sock")
+        env = {**run.kernel_env(), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", f"from incidentkit.report.render import kernel_server; kernel_server({self.socket!r})"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=os.getcwd())
+        # (The kernels write to their stubs' streams; the server itself has nothing to say.)
+        self.spec = KernelSpec(argv=[sys.executable, "-S", "-c", _STUB, self.socket, "{connection_file}"],
+                               display_name="Python 3", language="python", interrupt_mode="signal")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except Exception:  # noqa: BLE001 - it must not outlive the run
+            self.process.kill()
+            self.process.wait()
+
+
+class _Kernel:
+    """One kernel and its thread: the kernel starts (and imports what the cells use) as soon as
+    the run asks for it, or once the kernels it comes ``after`` are warm; then it waits for its
+    notebook; the notebook executes on it; then the kernel is shut down, off the report's path.
+    Everything happens in the one thread, whose event loop the kernel's sockets belong to. A
+    kernel never runs a second notebook: each starts fresh."""
+
+    def __init__(self, run: "_Run", after: list["_Kernel"] | None = None):
+        import queue
+        import threading
+
+        self.run = run
+        self.after = list(after or [])
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.notebook: NotebookRun | None = None
+        self.warm_file = run.runtime / f"warm-{secrets.token_hex(6)}"
+        self.failed = self.cancelled = False
+        self.thread = threading.Thread(target=self._main, name="notebook-kernel", daemon=True)
+        self.thread.start()
+
+    def give(self, notebook: NotebookRun | None) -> None:
+        """Execute ``notebook`` on this kernel (None: not needed, stop it)."""
+        self.notebook = notebook
+        self.cancelled = notebook is None
+        self.inbox.put(notebook)
+
+    def warm(self) -> bool:
+        """Started and done importing (or failed to start: nothing to wait for)."""
+        return self.failed or self.warm_file.exists()
+
+    def _main(self) -> None:
+        from jupyter_core.utils import run_sync
+
+        from .notebook import WARM_DONE_ENV
+
+        deadline = time.monotonic() + 20  # a kernel that never says it is warm does not hold the others back
+        while self.inbox.empty() and time.monotonic() < deadline and not all(k.warm() for k in self.after):
+            time.sleep(0.05)
+        if self.cancelled:  # not needed after all (the run ended first): never started
+            self.failed = True
+            return
+        km = started = None
+        try:
+            km = self.run.kernel_manager()
+            run_sync(km.start_kernel)(extra_arguments=list(KERNEL_OPTIONS), cwd=os.getcwd(),
+                                      env={**self.run.kernel_env(), WARM_DONE_ENV: str(self.warm_file)})
+            started = True
+        except Exception as e:  # noqa: BLE001 - reported as the failure of the notebook it was for
+            started, self.failed = e, True
+        notebook = self.inbox.get()
+        try:
+            if notebook is not None:
+                failure = (self.run.papermill(notebook, km) if started is True
+                           else f"{notebook.name} failed: the kernel did not start: {type(started).__name__}: "
+                                f"{first_line(started)[:300]}")
+                self.run.finished.put((notebook, failure))
+        except BaseException as e:  # noqa: BLE001 - the run waits for every notebook it gave
+            self.run.finished.put((notebook, f"{notebook.name} failed: {type(e).__name__}: {first_line(e)[:300]}"))
+        finally:
+            if started is True:
+                run_sync(_stop_kernel)(km, notebook is not None)
+
+
+async def _stop_kernel(km, used: bool) -> None:
+    """A kernel whose notebook is done is asked to shut down (no interrupt: it is idle); one that
+    never got a notebook is terminated. Either is killed if it has not gone within the manager's
+    wait; its connection file and sockets are removed."""
+    import signal
+
+    try:
+        if used:
+            await km.request_shutdown()
+        else:
+            await km.signal_kernel(signal.SIGTERM)
+        await km.finish_shutdown()
+    except Exception:  # noqa: BLE001 - already gone
+        pass
+    finally:
+        await km.cleanup_resources()
+
+
 # -- one report run ----------------------------------------------------------------------------
 class _Run:
     """One report run: a staging folder in ``out_dir`` (renamed into place at the end) and a
     private folder (0700, outside ``out_dir``) for the kernels' sockets and the results the
-    notebooks hand to the incident document. Notebooks execute one at a time, in the order the
-    data flows; the entry page lists them in reading order."""
+    notebooks hand to the incident document.
+
+    Notebooks execute as soon as what they read is there, each on a kernel of its own started
+    ahead of it (:class:`_Kernel`): :meth:`spare` starts kernels for notebooks not planned yet,
+    :meth:`start` gives notebooks their kernels, :meth:`wait` converts each executed notebook to
+    HTML and Markdown as it finishes, while the others run. The entry page lists them in
+    reading order."""
 
     def __init__(self, out_dir: Path, date: str, show_code: bool, redactor, say):
+        import queue
+
         from .notebook import SHARE_ENV
 
+        _skip_unused_imports()
         self.out_dir, self.date, self.show_code, self.redactor, self.say = out_dir, date, show_code, redactor, say
         clean_leftovers(out_dir)
         self.private = Path(tempfile.mkdtemp(prefix=f"{_PRIVATE_PREFIX}{os.getpid()}-"))
@@ -300,49 +617,116 @@ class _Run:
         self.staging = out_dir / f".staging-{date}-{os.getpid()}-{secrets.token_hex(3)}"
         self.staging.mkdir()
         self.converter = Converter(show_code=show_code)
-        self.kernel_manager = _kernel_manager_class(self.private)
-        self.env = {SHARE_ENV: str(self.share), "JUPYTER_RUNTIME_DIR": str(self.private / "runtime"),
+        self.kernel_manager_class = _kernel_manager_class(self.private)
+        self.runtime = self.private / "runtime"  # the kernels' connection files, their "warm" marks
+        self.runtime.mkdir()
+        self.engine = _engine_name()
+        self.env = {SHARE_ENV: str(self.share), "JUPYTER_RUNTIME_DIR": str(self.runtime),
                     **(redactor.env() if redactor is not None else {})}
         self.executed: list[NotebookRun] = []
         self.files: list[Path] = []
         self.started_at = dt.datetime.now(dt.timezone.utc)
+        self.finished: queue.SimpleQueue = queue.SimpleQueue()  # (notebook, failure or None), from the kernels
+        self.kernels: list[_Kernel] = []
+        self.running: list[NotebookRun] = []
+        self.failures: dict[str, str] = {}
+        self.unconverted: list[NotebookRun] = []  # executed, not yet turned into HTML and Markdown
+        self.kernel_server = _KernelServer(self) if os.environ.get(FORK_KERNELS_ENV, "1") != "0" else None
+        self.planned = 0  # notebooks known so far, for the progress line ...
+        self.open_plan = False  # ... and whether more may come (timelines not planned yet): "2/4+"
+
+    # -- kernels
+    def kernel_env(self) -> dict[str, str]:
+        """The kernels' environment: this process's, the run's share folder and redaction key."""
+        return {**os.environ, **self.env}
+
+    def kernel_manager(self):
+        km = self.kernel_manager_class(kernel_name="python3")
+        km.connection_file = str(self.runtime / f"kernel-{secrets.token_hex(6)}.json")
+        if self.kernel_server is not None:
+            km._kernel_spec = self.kernel_server.spec  # the stub: the kernel is forked, warm, by the server
+        return km
+
+    def spare(self, n: int) -> None:
+        """Have ``n`` kernels waiting for notebooks not planned yet; new ones start once the
+        kernels of the running notebooks are warm (the running notebooks come first)."""
+        idle = sum(1 for k in self.kernels if k.notebook is None)
+        busy = [k for k in self.kernels if k.notebook is not None and k.notebook in self.running]
+        for _ in range(n - idle):
+            self.kernels.append(_Kernel(self, after=busy))
 
     def kept(self, name: str):
         from .notebook import kept
 
         return kept(name, self.share)
 
-    def execute(self, *runs: NotebookRun, total: int | None = None) -> None:
-        """Execute ``runs`` (notebooks that do not depend on each other) at the same time, one
-        kernel each, as many at once as there are cores; then convert them, in order. When one
-        fails, the others are let finish and the run fails with the first failure in order."""
-        from concurrent.futures import ThreadPoolExecutor
-
+    def start(self, *runs: NotebookRun) -> None:
+        """Execute ``runs`` (notebooks that do not depend on each other, nor on any still running),
+        each on a waiting kernel or one started now."""
         if self.redactor is not None:
             runs = tuple(NotebookRun(r.notebook, r.name, r.parameters, self.redactor.text(r.title)) for r in runs)
         for r in runs:
             self.executed.append(r)
-            self.say(f"[{len(self.executed)}{'/' + str(total) if total else ''}] {r.name}")
-        workers = max(1, min(len(runs), os.cpu_count() or 1))
-        with _kernel_env(self.env):
-            if workers == 1:
-                failures = [self._papermill(r) for r in runs]
+            self.running.append(r)
+            kernel = next((k for k in self.kernels if k.notebook is None), None)
+            if kernel is None:
+                kernel = _Kernel(self)
+                self.kernels.append(kernel)
+            kernel.give(r)
+        self.planned = max(self.planned, len(self.executed))
+        for r in runs:
+            self.say(f"{r.name}: running")
+
+    def wait(self, *names: str) -> None:
+        """Wait until the notebooks ``names`` (all running ones when none is named) are done,
+        converting to HTML and Markdown the ones already done while the others run. When one
+        fails, the others are let finish and the run fails with the first failure in the order
+        they started."""
+        import queue
+
+        while any(r.name in names for r in self.running) if names else self.running:
+            try:
+                notebook, failure = self.finished.get(block=not self.unconverted)
+            except queue.Empty:
+                self._convert(self.unconverted.pop(0))
+                continue
+            self.running.remove(notebook)
+            done = len(self.executed) - len(self.running)
+            of = f"({done}/{max(self.planned, len(self.executed))}{'+' if self.open_plan else ''} notebooks)"
+            if failure:
+                self.failures[notebook.name] = failure
+                self.say(f"{notebook.name}: failed {of}")
             else:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook") as pool:
-                    failures = list(pool.map(self._papermill, runs))
-        first = next((f for f in failures if f), None)
-        if first:
+                self.unconverted.append(notebook)
+                self.say(f"{notebook.name}: done in {notebook.seconds:.1f} s {of}")
+        if self.failures:
+            while self.running:
+                notebook, failure = self.finished.get()
+                self.running.remove(notebook)
+                if failure:
+                    self.failures[notebook.name] = failure
+            first = next(self.failures[r.name] for r in self.executed if r.name in self.failures)
             raise _fail(self.staging, self.out_dir, first)
+
+    def _convert(self, notebook: NotebookRun) -> None:
         import nbformat
 
-        for r in runs:
-            target = self.staging / f"{r.name}.ipynb"
-            nb = nbformat.read(str(target), as_version=4)
-            self.files.append(target)
-            self.files.extend(self.converter.write(nb, self.staging, r.name, r.title))
+        target = self.staging / f"{notebook.name}.ipynb"
+        nb = nbformat.read(str(target), as_version=4)
+        self.files.append(target)
+        self.files.extend(self.converter.write(nb, self.staging, notebook.name, notebook.title))
 
-    def _papermill(self, run: NotebookRun) -> str | None:
-        """Execute one notebook into the staging folder; its failure as one line, or None."""
+    def execute(self, *runs: NotebookRun, total: int | None = None) -> None:
+        """Execute ``runs`` (notebooks that do not depend on each other) at the same time and wait
+        for them."""
+        if total:
+            self.planned = max(self.planned, total)
+        self.start(*runs)
+        self.wait(*(r.name for r in runs))
+
+    def papermill(self, run: NotebookRun, km) -> str | None:
+        """Execute one notebook on the started kernel ``km`` into the staging folder; its failure
+        as one line, or None."""
         import papermill
         from papermill.exceptions import PapermillExecutionError
 
@@ -352,12 +736,11 @@ class _Run:
         t0 = time.monotonic()
         failure = None
         try:
-            # The kernel works in the user's directory: relative paths mean what they meant on
-            # the command line, and ./pyproject.toml is the user's.
+            # The kernel works in the user's directory (it was started there): relative paths mean
+            # what they meant on the command line, and ./pyproject.toml is the user's.
             papermill.execute_notebook(str(run.notebook), str(target), parameters=params,
-                                       kernel_name="python3", progress_bar=False, log_output=False,
-                                       report_mode=not self.show_code, cwd=os.getcwd(),
-                                       kernel_manager_class=self.kernel_manager)
+                                       engine_name=self.engine, km=km, kernel_name="python3",
+                                       progress_bar=False, log_output=False, report_mode=not self.show_code)
         except PapermillExecutionError as e:
             failure = f"{run.name} failed at cell {e.exec_count}: {e.ename}: {first_line(e.evalue)[:300]}"
         except Exception as e:  # noqa: BLE001 - the kernel died, could not start, timed out...
@@ -373,6 +756,9 @@ class _Run:
         from .index import write_index
         from .kept_evidence import write_evidence
 
+        self.wait()
+        while self.unconverted:
+            self._convert(self.unconverted.pop(0))
         reading = sorted(self.executed, key=lambda r: r.name)
         self.files.extend(write_evidence(self.staging, affected, self.redactor))
         if race:
@@ -388,6 +774,13 @@ class _Run:
     def close(self) -> None:
         from ..db import embedded
 
+        for kernel in self.kernels:
+            if kernel.notebook is None:
+                kernel.give(None)
+        for kernel in self.kernels:
+            kernel.thread.join()
+        if self.kernel_server is not None:
+            self.kernel_server.stop()
         shutil.rmtree(self.private, ignore_errors=True)
         try:  # a kernel may have started the embedded server (the race lab): stop what the run started
             embedded.default_server().stop_if_orphaned()
@@ -540,23 +933,31 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
         if constraint:
             return _render_constraint(run, constraint, params, evidence_params, given_logs, logs, window,
                                       max_users, race_lab, show_code, date)
-        # Stage 1: the analyses that need nothing but the database (and the logs), side by side.
+        # The analyses that need nothing but the database (and the logs) start at once, side by
+        # side; beside them, kernels for a timeline and for the incident document start and wait.
         first = [diagnosis_run(params)]
-        if logs or not database_url_env:  # the demo database has its own log
+        affected_nb = bool(logs or not database_url_env)  # the demo database has its own log
+        if affected_nb:
             first.append(NotebookRun(notebook_path("02-affected-users.ipynb"), "02-affected-users",
                                      {**params, "logs": logs, "window_seconds": window, **evidence_params},
                                      "Affected users: every failed login and its verdict"))
         if race_lab:
             first.append(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {},
                                      "Race lab: the proposed fixes run against the race"))
-        run.execute(*_variants(run, first))
-        diagnosis, found = run.kept("diagnosis"), run.kept("affected")
-        race = run.kept("race_lab") if race_lab else None
-        # Stage 2: one timeline per affected user, planned from what 02 kept.
+        run.planned, run.open_plan = len(first) + 1, affected_nb and max_users > 0
+        run.start(*_variants(run, first))
+        run.spare(2 if run.open_plan else 1)
+        # One timeline per affected user, planned from what 02 kept, as soon as 02 is done.
+        if affected_nb:
+            run.wait("02-affected-users")
+        found = run.kept("affected")
         timelines = timeline_runs({**params, **evidence_params}, logs, window, affected_users(found), max_users)
-        if timelines:
-            run.execute(*_variants(run, timelines))
-        # Stage 3: the incident document, from the results kept above.
+        run.planned, run.open_plan = run.planned + len(timelines), False
+        run.start(*_variants(run, timelines))
+        run.spare(1)  # the incident document's
+        run.wait()
+        diagnosis, race = run.kept("diagnosis"), run.kept("race_lab") if race_lab else None
+        # The incident document, from the results kept above.
         run.execute(*_variants(run, [NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
                                                  {**params, "logs": logs, "window_seconds": window,
                                                   "race_lab": race_lab},
@@ -679,20 +1080,27 @@ def _render_constraint(run: "_Run", constraint: str, params: dict[str, Any], evi
     title = f"Foreign key {constraint}"
     first = [NotebookRun(notebook_path("01-diagnosis.ipynb"), "01-diagnosis", {**cparams},
                          f"Diagnosis: {constraint}, from the catalog and the data")]
-    if logs or not params.get("database_url_env"):  # the demo database has its own logs
+    failures_nb = bool(logs or not params.get("database_url_env"))  # the demo database has its own logs
+    if failures_nb:
         first.append(NotebookRun(notebook_path("02-affected-users.ipynb"), "02-failures",
                                  {**cparams, "logs": logs, "window_seconds": window, **evidence_params},
                                  f"Failures on {constraint} and their verdicts"))
     if race_lab:
         first.append(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {**cparams},
                                  f"Race lab: inserting against deleting, on {constraint}"))
-    run.execute(*_variants(run, first, any_constraint=True))
-    diagnosis, found = run.kept("constraint_diagnosis"), run.kept("constraint_affected")
-    race = run.kept("constraint_race_lab") if race_lab else None
+    run.planned, run.open_plan = len(first) + 1, failures_nb and max_keys > 0
+    run.start(*_variants(run, first, any_constraint=True))
+    run.spare(2 if run.open_plan else 1)  # a key timeline's kernel, the incident document's
+    if failures_nb:
+        run.wait("02-failures")
+    found = run.kept("constraint_affected")
     timelines = key_timeline_runs({**params, **evidence_params}, constraint, logs, window, failed_keys(found),
                                   max_keys)
-    if timelines:
-        run.execute(*_variants(run, timelines, any_constraint=True))
+    run.planned, run.open_plan = run.planned + len(timelines), False
+    run.start(*_variants(run, timelines, any_constraint=True))
+    run.spare(1)  # the incident document's
+    run.wait()
+    diagnosis, race = run.kept("constraint_diagnosis"), run.kept("constraint_race_lab") if race_lab else None
     run.execute(*_variants(run, [NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
                                              {**cparams, "logs": logs, "window_seconds": window,
                                               "race_lab": race_lab},
