@@ -219,10 +219,10 @@ def _statement_timer():
     def timed(self, sql, params=None):
         frame, name = sys._getframe(1), "(other)"
         while frame is not None:
-            if frame.f_code.co_filename.endswith(os.path.join("incidentkit", "queries.py")):
+            if frame.f_code.co_filename.endswith(os.path.join("incidentkit", "db", "queries.py")):
                 name = frame.f_code.co_name
                 break
-            if frame.f_code.co_filename.endswith(os.path.join("incidentkit", "connection.py")):
+            if frame.f_code.co_filename.endswith(os.path.join("incidentkit", "db", "connection.py")):
                 name = f"connection.{frame.f_code.co_name}"
             frame = frame.f_back
         t0 = time.perf_counter()

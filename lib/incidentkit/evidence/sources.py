@@ -107,7 +107,7 @@ def gather(m, scan=None, *, database: str | None = None, as_of: Any = None,
 
         early = ahead.result(server_files, database, log_line_prefix) if ahead is not None else None
         events = (early if early is not None else
-                  scan_server_logs(server_files, m, database=database, log_line_prefix=log_line_prefix)).events
+                  scan_server_logs(server_files, _watched(m), database=database, log_line_prefix=log_line_prefix)).events
         out.server_events = events
         out.used.append("server_log")
         for e in events:
@@ -188,7 +188,7 @@ class ServerLogAhead:
 
         self.files, self.database = files, database
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-        self._future = self._pool.submit(scan_server_logs, files, m, database=database)
+        self._future = self._pool.submit(scan_server_logs, files, _watched(m), database=database)
 
     def result(self, files: list[str], database: str | None, log_line_prefix: Any = None) -> Any:
         if files != self.files or database != self.database or log_line_prefix is not None:
@@ -216,6 +216,14 @@ def server_log_ahead(logs: Any, m: Any, database: str | None) -> Iterator[Server
     finally:
         if ahead is not None:
             ahead.close()
+
+
+def _watched(m: Any) -> Any:
+    """The tables whose statements the server log is read for: the workspaces (their deletions
+    and creations are the evidence; memberships' are not used, and in a busy log they are many)."""
+    from .server_log import watched_tables
+
+    return tuple(t for t in watched_tables(m) if t.entity == "workspaces")
 
 
 def _server_logs_among(logs: Any) -> list[str]:
