@@ -1045,7 +1045,7 @@ def _open_log(path: Path, ctx: _Ctx, part: "_Part | None" = None) -> Iterator[Ca
             ctx.read.compressed = True
             raw = io.BufferedReader(_Prefixed(first, source), buffer_size=READ_BLOCK)
             with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-                yield _into(gz.read1)
+                yield _into(gz.read1, fill=not source.pipe)
         else:
             yield _after(first, source.readinto)
         source.finish()
@@ -1073,11 +1073,29 @@ def _after(first: bytes, readinto: _ReadInto) -> _ReadInto:
     return read_first
 
 
-def _into(read: Callable[[int], bytes]) -> _ReadInto:
+def _into(read: Callable[[int], bytes], fill: bool = False) -> _ReadInto:
+    """A ``readinto`` of ``read``; with ``fill``, reads until the buffer is full or the stream ends
+    (a file's gzip stream comes in small pieces: few, large blocks are skimmed faster); without, one
+    read (a pipe's bytes as they come)."""
+    failed: list[BaseException] = []  # a stream cut short: raised once what came before it is handed over
+
     def readinto(view: memoryview) -> int:
-        data = read(len(view))
-        view[:len(data)] = data
-        return len(data)
+        if failed:
+            raise failed.pop()
+        done = 0
+        while done < len(view):
+            try:
+                data = read(len(view) - done)
+            except (EOFError, OSError, zlib.error) as e:
+                if not done:
+                    raise
+                failed.append(e)
+                break
+            view[done:done + len(data)] = data
+            done += len(data)
+            if not data or not fill:
+                break
+        return done
 
     return readinto
 
@@ -1336,15 +1354,17 @@ class _Block:
         if _np is not None:
             a = self.a = _np.frombuffer(data, _np.uint8, end - start, start)
             self.nl = _np.flatnonzero(a == 10) + start
-            controls = int(_np.count_nonzero(a < 32))
-            if controls != len(self.nl) + int(_np.count_nonzero(a == 9)):
-                if data.translate(None, _CLEAN):  # \r, \f or a control: decide byte by byte
-                    return end
-            elif _np.count_nonzero(a == 127):
+            controls = int(_np.count_nonzero(a < 32)) - len(self.nl) - int(_np.count_nonzero(a == 9))
+            if controls and controls != int(_np.count_nonzero(a == 13)) + int(_np.count_nonzero(a == 12)):
+                return end  # a control other than \t, \n, \r, \f
+            if _np.count_nonzero(a == 127):
                 return end
-        elif data.translate(None, _CLEAN):
-            return end
-        if not data.isascii():
+            lines = data[start:end]
+        else:
+            lines = data[start:end]  # the buffer's bytes after ``end`` are a past block's
+            if lines.translate(None, _CLEAN):
+                return end
+        if not lines.isascii():
             try:
                 data[first:end].decode("utf-8")
             except UnicodeDecodeError:
