@@ -503,6 +503,18 @@ def _select(names: Iterable[Any] | None, known: Sequence[str], what: str) -> lis
     return out
 
 
+def run_cells(run_cell: Callable[[str, str], Any], strategies: list[str], interleavings: list[str]) -> list:
+    """``run_cell(strategy, interleaving)`` for every strategy under every interleaving, in that
+    order, with the progress line of :func:`cells_progress`."""
+    show = cells_progress(len(strategies), len(interleavings))
+    results = []
+    for s in strategies:
+        for i in interleavings:
+            results.append(run_cell(s, i))
+            show(len(results))
+    return results
+
+
 def cells_progress(strategies: int, interleavings: int) -> Callable[[int], None]:
     """``show(done)``: on a terminal, one line rewritten as the lab's cells are done (``race lab: 7
     of 35 cells``, strategies × interleavings), ended when all are; silent when stderr is no
@@ -545,14 +557,8 @@ def run_race_lab(scratch_url: str | None = None, *, strategies=None, interleavin
     try:
         prepare_database(url)
         lab = _Lab(url)
-        show = cells_progress(len(strategy_names), len(interleaving_names))
         try:
-            results = []
-            for s in strategy_names:
-                for i in interleaving_names:
-                    results.append(lab.run_cell(STRATEGIES[s], i))
-                    show(len(results))
-            return results
+            return run_cells(lambda s, i: lab.run_cell(STRATEGIES[s], i), strategy_names, interleaving_names)
         except Exception as exc:  # noqa: BLE001 - the lab's own connections failing, scrubbed
             raise lab_error(exc, url) from None
         finally:

@@ -48,7 +48,7 @@ from typing import Any, Iterable, Sequence
 from ..analysis.constraints import ForeignKeyDef, ParsedError, discover, parse_error
 from ..exceptions import ConfigError, UnsafeTarget
 from .cells import INTERLEAVINGS, CellResult, _statements, _waits
-from .driver import _SCHEDULES, _Lab, _select, _Side, cells_progress, delete_program, failed_attempt
+from .driver import _SCHEDULES, _Lab, _select, _Side, delete_program, failed_attempt, run_cells
 from .safety import MARKER_TOKEN, connect, lab_error
 from .sql import (
     SQL_BEGIN,
@@ -686,14 +686,9 @@ def run_generic_race_lab(constraint_def_or_name, source_url=None, *, strategies=
     try:
         build_scratch(d, url)
         lab = _GenericLab(url, d)
-        show = cells_progress(len(strategy_names), len(interleaving_names))
         try:
-            results = []
-            for s in strategy_names:
-                for i in interleaving_names:
-                    results.append(lab.run_generic_cell(GENERIC_STRATEGIES[s], i))
-                    show(len(results))
-            return results
+            return run_cells(lambda s, i: lab.run_generic_cell(GENERIC_STRATEGIES[s], i), strategy_names,
+                             interleaving_names)
         except Exception as exc:  # noqa: BLE001 - the lab's own connections failing, scrubbed
             raise lab_error(exc, url) from None
         finally:
