@@ -44,13 +44,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _embedded_server_lifecycle():
-    yield
+def pytest_sessionfinish(session, exitstatus):
+    """Stop the session's embedded server and remove its cache folder, whatever ran: a hook, not a
+    fixture, because nbval's notebook cells use no fixture (a session of notebooks alone, such as
+    the one tests/test_lab.py runs, left its server running)."""
     from incidentkit.db import embedded
 
     try:
         embedded.default_server().stop()
+    except Exception:  # noqa: BLE001 - nothing started, or already gone: the folder goes anyway
+        pass
     finally:
         shutil.rmtree(_CACHE, ignore_errors=True)
 
