@@ -279,3 +279,32 @@ class Rows:
 def rows() -> type[Rows]:
     """Helpers that write users, workspaces and memberships as the app does, and its failure log."""
     return Rows
+
+
+# -- log scans read two ways (issue 13) -----------------------------------------------------------
+class ScanPair:
+    """A log scan skimmed (as the kit reads) and in full (``SKIM = False``, every line parsed), and
+    the comparison of two scans: failures, skipped lines and each file's read record."""
+
+    def __init__(self, monkeypatch):
+        self.monkeypatch = monkeypatch
+
+    def both_ways(self, paths):
+        from incidentkit.evidence import logs
+
+        skimmed = logs.scan_logs(paths)
+        with self.monkeypatch.context() as m:
+            m.setattr(logs, "SKIM", False)
+            full = logs.scan_logs(paths)
+        return skimmed, full
+
+    @staticmethod
+    def same(skimmed, full) -> None:
+        assert [f.to_dict() for f in skimmed.failures] == [f.to_dict() for f in full.failures]
+        assert skimmed.skipped_lines == full.skipped_lines
+        assert [r.to_dict() for r in skimmed.file_reads] == [r.to_dict() for r in full.file_reads]
+
+
+@pytest.fixture
+def scans(monkeypatch) -> ScanPair:
+    return ScanPair(monkeypatch)

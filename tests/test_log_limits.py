@@ -364,29 +364,15 @@ def test_blank_runs_give_what_a_line_by_line_parse_gives(tmp_path, sample):
 
 
 # -- skimming (issue 13): the same results as reading every line ------------------------------------
-def both_ways(paths, monkeypatch) -> tuple[LogScan, LogScan]:
-    skimmed = scan_logs(paths)
-    with monkeypatch.context() as m:
-        m.setattr(logs, "SKIM", False)
-        full = scan_logs(paths)
-    return skimmed, full
-
-
-def assert_same(skimmed: LogScan, full: LogScan) -> None:
-    assert [f.to_dict() for f in skimmed.failures] == [f.to_dict() for f in full.failures]
-    assert skimmed.skipped_lines == full.skipped_lines
-    assert [r.to_dict() for r in skimmed.file_reads] == [r.to_dict() for r in full.file_reads]
-
-
 ALL_SAMPLES = sorted(p for p in SAMPLES.rglob("*") if p.is_file() and p.suffix != ".md")
 
 
 @pytest.mark.parametrize("sample", ALL_SAMPLES, ids=lambda p: str(p.relative_to(SAMPLES)))
 @pytest.mark.parametrize("block", [64, 1 << 20])
-def test_skimming_finds_what_a_full_read_finds_in_every_sample(monkeypatch, sample, block):
+def test_skimming_finds_what_a_full_read_finds_in_every_sample(monkeypatch, sample, block, scans):
     monkeypatch.setattr(logs, "READ_BLOCK", block)
-    skimmed, full = both_ways(sample, monkeypatch)
-    assert_same(skimmed, full)
+    skimmed, full = scans.both_ways(sample)
+    scans.same(skimmed, full)
 
 
 def random_text_log(rng: random.Random, lines: int) -> bytes:
@@ -431,14 +417,14 @@ def random_text_log(rng: random.Random, lines: int) -> bytes:
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_skimming_matches_a_full_read_on_random_text_logs(tmp_path, monkeypatch, seed):
+def test_skimming_matches_a_full_read_on_random_text_logs(tmp_path, monkeypatch, seed, scans):
     rng = random.Random(seed)
     path = tmp_path / "app.log"
     path.write_bytes(random_text_log(rng, rng.randint(200, 3000)))
     monkeypatch.setattr(logs, "READ_BLOCK", rng.choice([256, 4096, 1 << 20]))
-    skimmed, full = both_ways(path, monkeypatch)
+    skimmed, full = scans.both_ways(path)
     assert full.file_reads[0].format == "text" and full.failures
-    assert_same(skimmed, full)
+    scans.same(skimmed, full)
 
 
 def test_skimming_passes_over_lines(monkeypatch, tmp_path):

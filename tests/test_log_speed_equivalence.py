@@ -36,32 +36,18 @@ FAMILY_SAMPLES = {
 FK = 'violates foreign key constraint "users_primary_workspace_id_workspaces_id_fk"'
 
 
-def both_ways(paths, monkeypatch) -> tuple[LogScan, LogScan]:
-    skimmed = scan_logs(paths)
-    with monkeypatch.context() as m:
-        m.setattr(logs, "SKIM", False)
-        full = scan_logs(paths)
-    return skimmed, full
-
-
-def assert_same(skimmed: LogScan, full: LogScan) -> None:
-    assert [f.to_dict() for f in skimmed.failures] == [f.to_dict() for f in full.failures]
-    assert skimmed.skipped_lines == full.skipped_lines
-    assert [r.to_dict() for r in skimmed.file_reads] == [r.to_dict() for r in full.file_reads]
-
-
 @pytest.mark.parametrize("sample", EVERY_SAMPLE, ids=lambda p: str(p.relative_to(SAMPLES)))
 @pytest.mark.parametrize("block", [64, 4096, 1 << 20])
-def test_every_sample_skimmed_as_read_line_by_line(monkeypatch, sample, block):
+def test_every_sample_skimmed_as_read_line_by_line(monkeypatch, sample, block, scans):
     monkeypatch.setattr(logs, "READ_BLOCK", block)
-    assert_same(*both_ways(sample, monkeypatch))
+    scans.same(*scans.both_ways(sample))
 
 
-def test_every_sample_at_once(monkeypatch):
+def test_every_sample_at_once(monkeypatch, scans):
     """All the samples in one scan (their order, the counts summed over files)."""
-    skimmed, full = both_ways(SAMPLES, monkeypatch)
+    skimmed, full = scans.both_ways(SAMPLES)
     assert len(full.files) == len(list(logs.iter_log_files(SAMPLES))) > 20
-    assert_same(skimmed, full)
+    scans.same(skimmed, full)
 
 
 # -- generated logs ---------------------------------------------------------------------------------
@@ -119,7 +105,7 @@ def generated_log(rng: random.Random, family: str, records: int) -> bytes:
 
 @pytest.mark.parametrize("family", sorted(FAMILY_SAMPLES))
 @pytest.mark.parametrize("seed", range(6))
-def test_generated_logs_skimmed_as_read_line_by_line(tmp_path, monkeypatch, family, seed):
+def test_generated_logs_skimmed_as_read_line_by_line(tmp_path, monkeypatch, family, seed, scans):
     rng = random.Random(f"{family}-{seed}")
     data = generated_log(rng, family, rng.randint(2000, 8000))
     path = tmp_path / ("big.log" + (".gz" if seed % 3 == 2 else ""))
@@ -130,27 +116,27 @@ def test_generated_logs_skimmed_as_read_line_by_line(tmp_path, monkeypatch, fami
     monkeypatch.setattr(logs, "READ_BLOCK", block)
     monkeypatch.setattr(logs, "MAX_LINE_BYTES", max(block, rng.choice([2048, 8192, 1 << 20])))
     monkeypatch.setattr(logs, "_NUMPY_MIN_BYTES", 0 if seed % 2 else 1 << 16)  # small blocks vectorised too
-    skimmed, full = both_ways(path, monkeypatch)
+    skimmed, full = scans.both_ways(path)
     assert full.file_reads[0].format == family
     assert full.failures, "the generated log holds failures"
-    assert_same(skimmed, full)
+    scans.same(skimmed, full)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(FAMILY_SAMPLES))
-def test_larger_generated_logs_in_one_megabyte_blocks(tmp_path, monkeypatch, family):
+def test_larger_generated_logs_in_one_megabyte_blocks(tmp_path, monkeypatch, family, scans):
     """Logs of several read blocks at the real block size (about 6 MB each)."""
     rng = random.Random(f"large-{family}")
     path = tmp_path / "large.log"
     path.write_bytes(generated_log(rng, family, 60_000))
-    skimmed, full = both_ways(path, monkeypatch)
+    skimmed, full = scans.both_ways(path)
     assert full.file_reads[0].format == family and full.file_reads[0].size > 3 * logs.READ_BLOCK
-    assert_same(skimmed, full)
+    scans.same(skimmed, full)
 
 
 # -- the skim does skip work -------------------------------------------------------------------------
 @pytest.mark.parametrize("family", sorted(FAMILY_SAMPLES))
-def test_skimming_passes_over_lines_of_every_format(tmp_path, monkeypatch, family):
+def test_skimming_passes_over_lines_of_every_format(tmp_path, monkeypatch, family, scans):
     """Far fewer lines reach the format's parser than the file holds, the results unchanged."""
     rng = random.Random(family)
     lines: list[str] = []
@@ -181,12 +167,12 @@ def test_skimming_passes_over_lines_of_every_format(tmp_path, monkeypatch, famil
         m.setattr(logs, "SKIM", False)
         full = scan_logs(path)
     assert full.file_reads[0].format == family and full.failures
-    assert_same(skimmed, full)
+    scans.same(skimmed, full)
     assert skimmed_fed < len(body) // 10 < len(fed)
 
 
 # -- several files: one process each at a time ------------------------------------------------------
-def test_several_files_in_processes_as_in_one(tmp_path, monkeypatch):
+def test_several_files_in_processes_as_in_one(tmp_path, monkeypatch, scans):
     """Scanned in worker processes, several files give what one process gives, in file order."""
     rng = random.Random("several")
     for i, family in enumerate(sorted(FAMILY_SAMPLES) * 2):
@@ -198,7 +184,7 @@ def test_several_files_in_processes_as_in_one(tmp_path, monkeypatch):
     assert logs._parallel_workers(list(logs.iter_log_files(tmp_path))) == min(2, len(os.sched_getaffinity(0)))
     several = scan_logs(tmp_path)
     assert len(one.files) == 10 and one.failures
-    assert_same(several, one)
+    scans.same(several, one)
     assert several.files == one.files
 
 
@@ -242,7 +228,7 @@ def parts_of(path) -> list:
 
 @pytest.mark.parametrize("family", ["text", "jsonl", "pg_stderr", "pg_json"])
 @pytest.mark.parametrize("seed", range(3))
-def test_a_file_read_in_parts_gives_what_one_read_gives(tmp_path, monkeypatch, family, seed):
+def test_a_file_read_in_parts_gives_what_one_read_gives(tmp_path, monkeypatch, family, seed, scans):
     """Two workers, each a part of one file starting at a quiet line, find exactly the failures,
     line numbers, skipped lines and read record (SHA-256 included) of one process reading it all."""
     rng = random.Random(f"parts-{family}-{seed}")
@@ -255,7 +241,7 @@ def test_a_file_read_in_parts_gives_what_one_read_gives(tmp_path, monkeypatch, f
     assert parts[1].stop == path.stat().st_size
     several = scan_logs(path)
     assert one.failures
-    assert_same(several, one)
+    scans.same(several, one)
     assert several.files == one.files and several.other_constraints == one.other_constraints
 
 
@@ -276,7 +262,7 @@ def every_150th_a_failure(n: int) -> str:
 
 
 @pytest.mark.parametrize("cut", [0.31, 0.5, 0.52, 0.77])
-def test_the_second_part_reads_the_lines_before_it_first(tmp_path, monkeypatch, cut):
+def test_the_second_part_reads_the_lines_before_it_first(tmp_path, monkeypatch, cut, scans):
     """The part starts where the lines before it hold no error text, and its worker reads the
     lines before it first: the user and the time of its first failure are there."""
     path = tmp_path / "app.log"
@@ -292,7 +278,7 @@ def test_the_second_part_reads_the_lines_before_it_first(tmp_path, monkeypatch, 
     assert list(primer) == data[:start].decode().split("\n")[-1 - len(primer):-1]
     monkeypatch.setattr(logs, "_split_file", lambda p, sz, w, fk: [
         logs._Part(p, 0, start, "text"), logs._Part(p, start, sz, "text", primer)])
-    assert_same(scan_logs(path), one)
+    scans.same(scan_logs(path), one)
     # without the lines before it, the part's first failure would lose its user (and time)
     monkeypatch.setattr(logs, "_split_file", lambda p, sz, w, fk: [
         logs._Part(p, 0, start, "text"), logs._Part(p, start, sz, "text", ())])
@@ -302,17 +288,17 @@ def test_the_second_part_reads_the_lines_before_it_first(tmp_path, monkeypatch, 
     assert [f.to_dict() for f in unprimed.failures] != [f.to_dict() for f in one.failures]
 
 
-def test_no_quiet_line_no_parts(tmp_path, monkeypatch):
+def test_no_quiet_line_no_parts(tmp_path, monkeypatch, scans):
     """A text log with an error line every few lines has no quiet start: it is read whole."""
     path = tmp_path / "dense.log"
     path.write_text("".join(f"2025-10-08T14:03:22.{i % 1000:03d}Z error user=did:privy:u{i}\n"
                             f"error: {FK}\n" for i in range(5000)))
     split_everything(monkeypatch)
     assert parts_of(path) == [logs._Part(path)]
-    assert_same(scan_logs(path), in_one_process(path, monkeypatch))
+    scans.same(scan_logs(path), in_one_process(path, monkeypatch))
 
 
-def test_compressed_and_csv_files_are_read_whole(tmp_path, monkeypatch):
+def test_compressed_and_csv_files_are_read_whole(tmp_path, monkeypatch, scans):
     split_everything(monkeypatch)
     rng = random.Random("whole")
     gz = tmp_path / "app.log.gz"
@@ -320,10 +306,10 @@ def test_compressed_and_csv_files_are_read_whole(tmp_path, monkeypatch):
     csv_log = tmp_path / "postgresql.csv"
     csv_log.write_bytes(generated_log(rng, "pg_csv", 3000))
     assert parts_of(gz) == [logs._Part(gz)] and parts_of(csv_log) == [logs._Part(csv_log)]
-    assert_same(scan_logs(tmp_path), in_one_process(tmp_path, monkeypatch))
+    scans.same(scan_logs(tmp_path), in_one_process(tmp_path, monkeypatch))
 
 
-def test_wherever_a_part_may_start_the_failures_are_the_same(tmp_path, monkeypatch):
+def test_wherever_a_part_may_start_the_failures_are_the_same(tmp_path, monkeypatch, scans):
     """For even shares falling anywhere (inside a record, on its error line, in its detail), the
     start the plan picks leaves every record whole: the same failures as one read."""
     out = []
@@ -354,7 +340,7 @@ def test_wherever_a_part_may_start_the_failures_are_the_same(tmp_path, monkeypat
         assert len(primer) == logs._PRIMER_LINES or len(primer) == data.count(b"\n", 0, start)  # or all from the top
         monkeypatch.setattr(logs, "_split_file", lambda p, sz, w, fk, s=start, pr=primer: [
             logs._Part(p, 0, s, "text"), logs._Part(p, s, sz, "text", pr)])
-        assert_same(scan_logs(path), one)
+        scans.same(scan_logs(path), one)
     assert len(starts) > 25
 
 

@@ -387,11 +387,16 @@ def evidence_md(found) -> str:
         return f"No failure of `{md_text(found.constraint)}` was found in the logs read."
     out = []
     for j in found.failures:
-        out.append(f"**{md_text(fmt_time(j.failure.at))}, key ({md_text(_key_text(j.failure.key))})**: "
-                   f"`{j.verdict}` ({md_text(registry.label(j.verdict, 'generic'))}), {j.evidence_strength}.")
-        out += [f"- {md_text(s)}" for s in j.evidence]
-        out.append("")
+        out += _judged_md(j, f"{md_text(fmt_time(j.failure.at))}, key ({md_text(_key_text(j.failure.key))})")
     return "\n".join(out)
+
+
+def _judged_md(j, head: str) -> list[str]:
+    """One judged failure of any constraint: ``head``, its verdict and strength, the sentences behind it."""
+    from .notebook import md_text
+
+    return [f"**{head}**: `{j.verdict}` ({md_text(registry.label(j.verdict, 'generic'))}), {j.evidence_strength}.",
+            *(f"- {md_text(s)}" for s in j.evidence), ""]
 
 
 def affected_headline(found) -> dict[str, Any]:
@@ -419,10 +424,7 @@ def key_verdict_md(kt) -> str:
         return head + "\n\nNo failure on this key was found in the logs read."
     out = [head, ""]
     for j in kt.failures:
-        out.append(f"**Failure at {md_text(fmt_time(j.failure.at))}**: `{j.verdict}` "
-                   f"({md_text(registry.label(j.verdict, 'generic'))}), {j.evidence_strength}.")
-        out += [f"- {md_text(s)}" for s in j.evidence]
-        out.append("")
+        out += _judged_md(j, f"Failure at {md_text(fmt_time(j.failure.at))}")
     return "\n".join(out)
 
 

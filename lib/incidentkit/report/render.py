@@ -944,24 +944,15 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
         if race_lab:
             first.append(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {},
                                      "Race lab: the proposed fixes run against the race"))
-        run.planned, run.open_plan = len(first) + 1, affected_nb and max_users > 0
-        run.start(*_variants(run, first))
-        run.spare(2 if run.open_plan else 1)
-        # One timeline per affected user, planned from what 02 kept, as soon as 02 is done.
-        if affected_nb:
-            run.wait("02-affected-users")
-        found = run.kept("affected")
-        timelines = timeline_runs({**params, **evidence_params}, logs, window, affected_users(found), max_users)
-        run.planned, run.open_plan = run.planned + len(timelines), False
-        run.start(*_variants(run, timelines))
-        run.spare(1)  # the incident document's
-        run.wait()
+        # One timeline per affected user, planned from what 02 kept; the incident document last.
+        found = _run_notebooks(
+            run, first, "02-affected-users" if affected_nb else None, max_users > 0, "affected",
+            lambda found: timeline_runs({**params, **evidence_params}, logs, window, affected_users(found),
+                                        max_users),
+            NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
+                        {**params, "logs": logs, "window_seconds": window, "race_lab": race_lab},
+                        "Incident document: the postmortem, from this run's data"))
         diagnosis, race = run.kept("diagnosis"), run.kept("race_lab") if race_lab else None
-        # The incident document, from the results kept above.
-        run.execute(*_variants(run, [NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
-                                                 {**params, "logs": logs, "window_seconds": window,
-                                                  "race_lab": race_lab},
-                                                 "Incident document: the postmortem, from this run's data")]))
         from . import manifest
 
         facts = manifest.build(
@@ -972,6 +963,29 @@ def render_for(database_url_env: str = "", schema_map: str = "", out_dir=None, d
         return run.publish("Incident report", facts, affected=found, race=race)
     finally:
         run.close()
+
+
+def _run_notebooks(run: "_Run", first: list[NotebookRun], failures_nb: str | None, timelines_wanted: bool,
+                   failures_kept: str, plan_timelines: Callable[[Any], list[NotebookRun]], postmortem: NotebookRun,
+                   any_constraint: bool = False) -> Any:
+    """A report's notebooks in their order, each started as soon as what it reads is kept: ``first``
+    side by side at once (beside them, kernels for a timeline and for the incident document start
+    and wait); once the notebook ``failures_nb`` (None: none runs) is done, the timelines
+    ``plan_timelines`` plans from what it kept as ``failures_kept``; then ``postmortem``, from
+    everything kept. Returns what ``failures_kept`` holds."""
+    run.planned, run.open_plan = len(first) + 1, failures_nb is not None and timelines_wanted
+    run.start(*_variants(run, first, any_constraint))
+    run.spare(2 if run.open_plan else 1)  # a timeline's kernel, the incident document's
+    if failures_nb is not None:
+        run.wait(failures_nb)
+    found = run.kept(failures_kept)
+    timelines = plan_timelines(found)
+    run.planned, run.open_plan = run.planned + len(timelines), False
+    run.start(*_variants(run, timelines, any_constraint))
+    run.spare(1)  # the incident document's
+    run.wait()
+    run.execute(*_variants(run, [postmortem], any_constraint))
+    return found
 
 
 def render_demo(out_dir=None, date: str | None = None, demo: str = "audit", constraint: str = "") -> ReportResult:
@@ -1088,24 +1102,15 @@ def _render_constraint(run: "_Run", constraint: str, params: dict[str, Any], evi
     if race_lab:
         first.append(NotebookRun(notebook_path("04-race-lab.ipynb"), "04-race-lab", {**cparams},
                                  f"Race lab: inserting against deleting, on {constraint}"))
-    run.planned, run.open_plan = len(first) + 1, failures_nb and max_keys > 0
-    run.start(*_variants(run, first, any_constraint=True))
-    run.spare(2 if run.open_plan else 1)  # a key timeline's kernel, the incident document's
-    if failures_nb:
-        run.wait("02-failures")
-    found = run.kept("constraint_affected")
-    timelines = key_timeline_runs({**params, **evidence_params}, constraint, logs, window, failed_keys(found),
-                                  max_keys)
-    run.planned, run.open_plan = run.planned + len(timelines), False
-    run.start(*_variants(run, timelines, any_constraint=True))
-    run.spare(1)  # the incident document's
-    run.wait()
+    found = _run_notebooks(
+        run, first, "02-failures" if failures_nb else None, max_keys > 0, "constraint_affected",
+        lambda found: key_timeline_runs({**params, **evidence_params}, constraint, logs, window,
+                                        failed_keys(found), max_keys),
+        NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
+                    {**cparams, "logs": logs, "window_seconds": window, "race_lab": race_lab},
+                    f"Incident document: {constraint}, from this run's data"),
+        any_constraint=True)
     diagnosis, race = run.kept("constraint_diagnosis"), run.kept("constraint_race_lab") if race_lab else None
-    run.execute(*_variants(run, [NotebookRun(notebook_path("00-postmortem.ipynb"), "00-postmortem",
-                                             {**cparams, "logs": logs, "window_seconds": window,
-                                              "race_lab": race_lab},
-                                             f"Incident document: {constraint}, from this run's data")],
-                           any_constraint=True))
     from . import manifest
 
     facts = manifest.build(
